@@ -1,0 +1,135 @@
+"""Planning: estimates, critical path, priorities, bounds and a simulated makespan.
+
+Everything here is plain Python over the integer-indexed ``Graph`` (no engine is
+imported), linear in services + edges except the simulation's heap operations.
+
+  priority(s)       = est(s) + max(priority(d) for d downstream of s)   (bottom level)
+  critical path     = the chain that realises max(priority)
+  lower bound       = max(critical path, total work / max concurrency,
+                          work in pool p / limit(p) for every pool)
+  simulated makespan = the dispatcher's own policy (``policy.ReadyQueue``) run
+                       against the estimates with zero overhead
+"""
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+
+from .errors import GraphError
+from .graph import Graph
+from .policy import ReadyQueue
+
+
+@dataclass(frozen=True)
+class Plan:
+    graph: Graph
+    max_concurrency: int
+    est: list[float]
+    priority: list[float]
+    critical_path: list[str]
+    critical_path_s: float
+    total_work_s: float
+    lower_bound_s: float
+    simulated_makespan_s: float
+    pool_bounds_s: dict[str, float] = field(default_factory=dict)
+    simulated_start_s: list[float] = field(default_factory=list)
+
+    @property
+    def constraint(self) -> str:
+        """What sets the lower bound: 'critical path', 'concurrency' or 'pool NAME'."""
+        options = {"critical path": self.critical_path_s,
+                   "concurrency": self.total_work_s / self.max_concurrency}
+        options.update({f"pool {p}": v for p, v in self.pool_bounds_s.items()})
+        return max(options, key=lambda k: (options[k], k == "critical path"))
+
+    def to_json(self) -> dict:
+        g = self.graph
+        return {
+            "services": {
+                n: {"after": [g.names[u] for u in g.preds[i]], "estimate_s": self.est[i],
+                    "priority_s": self.priority[i], "pool": g.services[n].pool,
+                    "tags": list(g.services[n].tags),
+                    "simulated_start_s": self.simulated_start_s[i] if self.simulated_start_s else None}
+                for i, n in enumerate(g.names)},
+            "edges": [list(e) for e in g.edges],
+            "pools": dict(g.pools),
+            "critical_path": list(self.critical_path),
+            "critical_path_s": self.critical_path_s,
+            "total_work_s": self.total_work_s,
+            "lower_bound_s": self.lower_bound_s,
+            "simulated_makespan_s": self.simulated_makespan_s,
+            "max_concurrency": self.max_concurrency,
+            "pool_bounds_s": dict(self.pool_bounds_s),
+            "constraint": self.constraint,
+        }
+
+
+def priorities(graph: Graph, est: list[float], order: list[int]) -> list[float]:
+    prio = [0.0] * len(est)
+    succs = graph.succs
+    for i in reversed(order):
+        tail = 0.0
+        for j in succs[i]:
+            if prio[j] > tail:
+                tail = prio[j]
+        prio[i] = est[i] + tail
+    return prio
+
+
+def critical_path(graph: Graph, prio: list[float]) -> list[int]:
+    """Follow the highest bottom level from the best source; ties go to the smaller name."""
+    if not prio:
+        return []
+    sources = [i for i, p in enumerate(graph.preds) if not p]
+    node = min(sources, key=lambda i: (-prio[i], i))
+    path = [node]
+    while graph.succs[node]:
+        node = min(graph.succs[node], key=lambda j: (-prio[j], j))
+        path.append(node)
+    return path
+
+
+def simulate(graph: Graph, est: list[float], prio: list[float], max_concurrency: int):
+    """Makespan and start times of the dispatcher's policy when every service takes its estimate."""
+    q = ReadyQueue(graph, prio, max_concurrency)
+    start = [0.0] * len(est)
+    events: list[tuple[float, int]] = []
+    now = 0.0
+    while True:
+        for i in q.pop_startable():
+            start[i] = now
+            heapq.heappush(events, (now + est[i], i))
+        if not events:
+            break
+        now, i = heapq.heappop(events)
+        q.release(i)
+        q.completed(i)
+        # completions at the same instant are all seen before the next dispatch,
+        # as the dispatcher drains every completion already queued
+        while events and events[0][0] == now:
+            _, j = heapq.heappop(events)
+            q.release(j)
+            q.completed(j)
+    return now, start
+
+
+def make_plan(graph: Graph, max_concurrency: int, simulate_schedule: bool = True) -> Plan:
+    order = graph.topo_order()
+    if order is None:  # validate() reports cycles properly; this guards direct callers
+        loops = [f"service {n!r} runs after itself" for i, n in enumerate(graph.names) if i in graph.preds[i]]
+        raise GraphError([f"cycle {' -> '.join(c)}" for c in graph.find_cycles()] + loops, graph.source)
+    est = [graph.services[n].est for n in graph.names]
+    prio = priorities(graph, est, order)
+    path = critical_path(graph, prio)
+    cp = prio[path[0]] if path else 0.0
+    total = sum(est)
+    pool_work: dict[str, float] = {}
+    for i, n in enumerate(graph.names):
+        p = graph.services[n].pool
+        if p is not None:
+            pool_work[p] = pool_work.get(p, 0.0) + est[i]
+    pool_bounds = {p: w / graph.pools[p] for p, w in sorted(pool_work.items()) if graph.pools.get(p)}
+    bound = max([cp, total / max_concurrency, *pool_bounds.values()])
+    makespan, starts = simulate(graph, est, prio, max_concurrency) if simulate_schedule else (float("nan"), [])
+    return Plan(graph, max_concurrency, est, prio, [graph.names[i] for i in path], cp, total, bound,
+                makespan, pool_bounds, starts)

@@ -1,0 +1,87 @@
+"""Task selection policy: which ready service starts next, under the limits.
+
+This one class is used twice: by the planner's discrete-event simulation and by
+the live dispatcher. The simulated makespan is therefore the makespan of the
+dispatcher's own policy with zero overhead, not of some idealised scheduler.
+
+Policy (list scheduling with critical-path priorities):
+  * a service is *ready* the moment its last upstream completed;
+  * among ready services the highest priority (longest estimated path to the end
+    of the graph, own estimate included) starts first; ties go to the smaller name;
+  * a service starts only when a global slot *and* a slot in its pool are free;
+    a service whose pool is full does not block others behind it (work-conserving);
+  * nothing is reserved for a service that is still waiting on its upstreams.
+
+State kept: per-service count of unfinished upstreams, one heap of ready services
+per pool, and running counts. Every method is O(log n) plus O(pools).
+"""
+from __future__ import annotations
+
+import heapq
+from typing import Sequence
+
+from .graph import Graph
+
+_NONE = object()
+
+
+class ReadyQueue:
+    def __init__(self, graph: Graph, priority: Sequence[float], max_concurrency: int):
+        self.graph = graph
+        self.max_concurrency = max_concurrency
+        self.priority = priority
+        self.waiting = [len(p) for p in graph.preds]
+        self.pool_of: list[str | None] = [graph.services[n].pool for n in graph.names]
+        self.limit: dict[str | None, float] = {None: float("inf"), **graph.pools}
+        self.heaps: dict[str | None, list[tuple[float, int]]] = {p: [] for p in self.limit}
+        self.running_in: dict[str | None, int] = {p: 0 for p in self.limit}
+        self.running = 0
+        self.skipped: set[int] = set()
+        for i, w in enumerate(self.waiting):
+            if w == 0:
+                self.push(i)
+
+    def push(self, i: int) -> None:
+        """Make ``i`` ready (first time, or again after a failed attempt to be retried)."""
+        heapq.heappush(self.heaps[self.pool_of[i]], (-self.priority[i], i))
+
+    def pop_startable(self) -> list[int]:
+        """Take every service that may start now, best first, and count them as running."""
+        out: list[int] = []
+        while self.running < self.max_concurrency:
+            best, head = _NONE, None
+            for pool, heap in self.heaps.items():
+                if heap and self.running_in[pool] < self.limit[pool]:
+                    if head is None or heap[0] < head:
+                        best, head = pool, heap[0]
+            if best is _NONE:  # the unpooled heap's key is None, hence a sentinel
+                break
+            _, i = heapq.heappop(self.heaps[best])
+            self.running += 1
+            self.running_in[best] += 1
+            out.append(i)
+        return out
+
+    def release(self, i: int) -> None:
+        """``i`` no longer holds its slots (attempt ended, whatever the outcome)."""
+        self.running -= 1
+        self.running_in[self.pool_of[i]] -= 1
+
+    def completed(self, i: int) -> list[int]:
+        """``i`` completed: returns the services that became ready (already queued)."""
+        ready = []
+        for j in self.graph.succs[i]:
+            self.waiting[j] -= 1
+            if self.waiting[j] == 0 and j not in self.skipped:
+                self.push(j)
+                ready.append(j)
+        return ready
+
+    def failed(self, i: int) -> list[int]:
+        """``i`` failed for good: every descendant is skipped; returns them in index order."""
+        newly = sorted(self.graph.descendants([i]) - {i} - self.skipped)
+        self.skipped.update(newly)
+        return newly
+
+    def idle(self) -> bool:
+        return self.running == 0 and not any(self.heaps.values())

@@ -1,0 +1,67 @@
+"""Ray: a local Ray instance started here, or an existing cluster at ``address``.
+
+Only the service body crosses to Ray (``execute.remote(job)``, one CPU each, no
+Ray-side retries: the dispatcher owns retries). Completion comes back through
+``ObjectRef.future()``'s done-callback. Cancelling forces the worker process to
+exit, which is the only way to stop a body that is stuck.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+from .base import Done, Job, execute, warm
+
+
+class RayRunner:
+    name = "ray"
+
+    def __init__(self, workers: int = 4, address: str | None = None):
+        self.workers = workers
+        self.address = address
+        self.capacity = workers
+        self._started = False
+
+    def __enter__(self):
+        import ray
+
+        env = {k: v for k, v in os.environ.items() if k.startswith("CRITPATH_")}
+        kwargs = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False,
+                      runtime_env={"env_vars": env} if env else None)
+        if ray.is_initialized():  # a user's own ray.init() wins
+            pass
+        elif self.address:
+            ray.init(address=self.address, **kwargs)
+            self._started = True
+        else:
+            ray.init(num_cpus=self.workers, **kwargs)
+            self._started = True
+        if self.address:
+            self.capacity = int(ray.cluster_resources().get("CPU", self.workers))
+        self._execute = ray.remote(num_cpus=1, max_retries=0)(execute)
+        self._warm = ray.remote(num_cpus=1)(warm)
+        ray.get([self._warm.remote(i) for i in range(self.capacity)])
+        return self
+
+    def __exit__(self, *exc):
+        import ray
+
+        if self._started:
+            ray.shutdown()
+
+    def submit(self, job: Job, priority: float, done: Done):
+        ref = self._execute.remote(job)
+
+        def callback(f):
+            try:
+                done(f.result())
+            except BaseException as exc:  # worker died, task cancelled ...
+                done(exc)
+
+        ref.future().add_done_callback(callback)
+        return ref
+
+    def cancel(self, handle) -> None:
+        import ray
+
+        ray.cancel(handle, force=True)

@@ -1,0 +1,1 @@
+"""Small modules of ``@service`` functions that tests load with ``load_module``."""
