@@ -1,0 +1,101 @@
+"""``run()``: one refresh as one Prefect flow run.
+
+The runner (a thread pool, a process pool, a Dask or a Ray cluster) is started
+before the flow run begins, so that an unreachable ``--address`` is a clear error
+rather than a failed flow run, and cluster start-up is not counted in the
+makespan. Inside the flow run the dispatcher drives the runner and the recorder
+mirrors each service as a task run of this flow run. Called inside a user's own
+flow, the refresh shows up as a subflow.
+"""
+from __future__ import annotations
+
+import os
+from contextlib import ExitStack
+from typing import Iterable
+
+from .errors import CritpathError
+from .graph import Graph
+from .planner import make_plan
+from .report import build_report, write_report
+from .validate import validate
+
+DEFAULT_CONCURRENCY = 8
+
+
+def run(graph: Graph, runner="threads", *, max_concurrency: int | None = None, workers: int | None = None,
+        address: str | None = None, select: str | None = None, observers: Iterable = (),
+        json_report: str | None = None, flow_name: str = "critpath-refresh") -> dict:
+    """Run ``graph`` and return the report (see ``orchestrator.report``).
+
+    ``runner`` is a name (threads, processes, dask, ray) or a runner object the
+    caller has already entered. ``max_concurrency`` defaults to the runner's
+    capacity; ``workers`` to ``max_concurrency`` or 8.
+    """
+    # no network here and no reason to phone home: keeps an ERROR line out of every run
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from prefect import flow
+    from prefect.context import FlowRunContext
+    from prefect.states import Failed
+
+    from runners import make_runner
+
+    for label, value in (("--max-concurrency", max_concurrency), ("--workers", workers)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise CritpathError(f"{label} {value!r}: must be a whole number of at least 1")
+    validate(graph)
+    graph = graph.select(select)
+    with ExitStack() as stack:
+        if isinstance(runner, str):
+            runner = stack.enter_context(_started(runner, workers or max_concurrency or DEFAULT_CONCURRENCY,
+                                                  address))
+        limit = max_concurrency or runner.capacity
+        plan = make_plan(graph, limit)
+        result: dict = {}
+
+        def refresh(graph_source: str, runner_name: str, max_concurrency: int, services: int):
+            from .dispatcher import Dispatcher
+            from .recorder import PrefectRecorder
+
+            ctx = FlowRunContext.get()
+            flow_run_id = ctx.flow_run.id
+            with PrefectRecorder(plan.graph, flow_run_id) as recorder:
+                dispatcher = Dispatcher(plan, runner, [recorder, *observers], max_concurrency=limit)
+                runs = dispatcher.run()
+            report = build_report(plan, runs, dispatcher, runner.name, flow_run_id)
+            result["report"] = report
+            if report["failed"]:
+                return Failed(message=f"{len(report['failed'])} service(s) failed: "
+                                      f"{', '.join(report['failed'])}; {len(report['skipped'])} skipped")
+            return {k: v for k, v in report.items() if k != "services"}
+
+        refresh_flow = flow(name=flow_name, log_prints=False, persist_result=False,
+                            validate_parameters=False)(refresh)
+        refresh_flow(graph.source or "<python>", runner.name, limit, len(graph), return_state=True)
+    report = result["report"]
+    if json_report:
+        write_report(report, json_report)
+    return report
+
+
+def _started(name: str, workers: int, address: str | None):
+    """The named runner, entered; engine start-up failures become one-line errors."""
+    from runners import make_runner
+
+    runner = make_runner(name, workers, address)
+
+    class _Guard:
+        def __enter__(self):
+            try:
+                return runner.__enter__()
+            except CritpathError:
+                raise
+            except Exception as exc:
+                where = f" at {address!r}" if address else ""
+                raise CritpathError(f"could not start the {name} runner{where}: {type(exc).__name__}: "
+                                    f"{str(exc).splitlines()[0] if str(exc) else ''}; check that the "
+                                    f"cluster is running and the address is right") from None
+
+        def __exit__(self, *exc):
+            return runner.__exit__(*exc)
+
+    return _Guard()

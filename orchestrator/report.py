@@ -1,0 +1,72 @@
+"""The run report: one JSON-ready dict with stable keys, and its text summary.
+
+Keys (public, see README): makespan_s (first dispatch to last completion),
+critical_path_s, critical_path, total_work_s, lower_bound_s, simulated_makespan_s,
+efficiency (lower bound / makespan), max_concurrency, runner, flow_run_id, and
+services: {name: {state, start, end, attempts, worker, ...}} with Unix seconds.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .planner import Plan
+
+
+def build_report(plan: Plan, runs: dict, dispatcher, runner_name: str, flow_run_id) -> dict:
+    first, last = dispatcher.first_dispatch, dispatcher.last_completion
+    makespan = (last - first) if first is not None and last is not None else 0.0
+    services = {}
+    for i, name in enumerate(plan.graph.names):
+        r = runs[name]
+        services[name] = {
+            "state": r.state if r.state in ("completed", "failed", "skipped") else "not_run",
+            "start": r.start, "end": r.end, "attempts": r.attempts, "worker": r.worker,
+            "error": r.error, "skipped_because": r.skipped_because,
+            "estimate_s": plan.est[i], "priority_s": plan.priority[i],
+            "lost_worker": any(h["lost"] for h in r.history),
+            "attempt_history": r.history,
+        }
+    return {
+        "makespan_s": makespan,
+        "critical_path": list(plan.critical_path),
+        "critical_path_s": plan.critical_path_s,
+        "total_work_s": plan.total_work_s,
+        "lower_bound_s": plan.lower_bound_s,
+        "simulated_makespan_s": plan.simulated_makespan_s,
+        "efficiency": (plan.lower_bound_s / makespan) if makespan > 0 else None,
+        "max_concurrency": dispatcher.max_concurrency,
+        "runner": runner_name,
+        "flow_run_id": str(flow_run_id) if flow_run_id else None,
+        "started_at": first,
+        "failed": sorted(n for n, s in services.items() if s["state"] == "failed"),
+        "skipped": sorted(n for n, s in services.items() if s["state"] == "skipped"),
+        "services": services,
+    }
+
+
+def write_report(report: dict, path: str | os.PathLike) -> None:
+    """Written atomically: a reader never sees half a report."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(report, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+def summary(report: dict) -> str:
+    ok = sum(1 for s in report["services"].values() if s["state"] == "completed")
+    lines = [
+        f"{ok}/{len(report['services'])} services completed on {report['runner']} "
+        f"(max concurrency {report['max_concurrency']}) in {report['makespan_s']:.2f} s",
+        f"critical path {report['critical_path_s']:.2f} s: {' -> '.join(report['critical_path'])}",
+        f"lower bound {report['lower_bound_s']:.2f} s, simulated {report['simulated_makespan_s']:.2f} s, "
+        f"efficiency {report['efficiency'] or 0:.0%} (lower bound / makespan)",
+    ]
+    for name in report["failed"]:
+        s = report["services"][name]
+        lines.append(f"FAILED  {name} after {s['attempts']} attempt(s): {s['error']}")
+    if report["skipped"]:
+        lines.append(f"SKIPPED {len(report['skipped'])} downstream of a failure: {', '.join(report['skipped'])}")
+    return "\n".join(lines)
