@@ -24,6 +24,7 @@ import contextvars
 import logging
 import queue
 import threading
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -72,6 +73,42 @@ class PrefectRecorder:
         # deliver every event and log line before the flow run is finalised
         EventsWorker.drain_all(timeout=30)
         APILogWorker.drain_all(timeout=30)
+        self.confirmed = self._confirm_persisted()
+
+    def _confirm_persisted(self, timeout: float = 20.0) -> bool:
+        """Wait (bounded) until the server has stored the final state of every task run.
+
+        Events are delivered asynchronously; without this, Prefect's temporary local
+        server can be stopped at process exit while it is still writing the last
+        states, losing them and printing "Error flushing events" tracebacks.
+        """
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import (FlowRunFilter, FlowRunFilterId, TaskRunFilter,
+                                                    TaskRunFilterState, TaskRunFilterStateType)
+        from prefect.client.schemas.sorting import TaskRunSort
+
+        want = sum(1 for tr in self.task_runs.values() if tr.state is not None and tr.state.is_final())
+        final = TaskRunFilter(state=TaskRunFilterState(type=TaskRunFilterStateType(
+            any_=["COMPLETED", "FAILED", "CANCELLED", "CRASHED"])))
+        runs = FlowRunFilter(id=FlowRunFilterId(any_=[self.flow_run_id]))
+        deadline = time.monotonic() + timeout
+        with get_client(sync_client=True) as client:
+            while True:
+                got, page = 0, 200
+                while True:
+                    batch = client.read_task_runs(flow_run_filter=runs, task_run_filter=final, limit=page,
+                                                  offset=got, sort=TaskRunSort.ID_DESC)
+                    got += len(batch)
+                    if len(batch) < page:
+                        break
+                if got >= want:
+                    return True
+                if time.monotonic() > deadline:
+                    logging.getLogger("critpath").warning(
+                        "Prefect has stored %d of %d final task run states after %.0f s; "
+                        "the rest may show as still running in the UI", got, want, timeout)
+                    return False
+                time.sleep(0.1)  # bounded wait for a server we do not control; not on the critical path
 
     # -- recorder thread ----------------------------------------------------
     def _loop(self) -> None:

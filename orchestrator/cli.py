@@ -1,0 +1,153 @@
+"""The ``critpath`` command: ``plan`` and ``run`` (and the refresh's companions).
+
+Bad input (a graph or config that does not parse or validate, an unknown runner,
+service or tag, an unreachable address) ends with one clear message naming the
+problem and the fix, exit status 2, and no traceback. A run whose services
+failed exits 1; a clean run exits 0.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from .config import DEFAULT_MODULE, Config, load_config
+from .errors import CritpathError
+
+EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
+
+
+def _fail(message: str) -> None:
+    click.echo(f"critpath: error: {message}", err=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except CritpathError as exc:
+            _fail(str(exc))
+
+
+def graph_options(f):
+    opts = [
+        click.option("--graph", "graph_file", metavar="FILE",
+                     help="Graph file (.json/.toml) or a WfCommons trace."),
+        click.option("--module", "modules", metavar="IMPORT.PATH",
+                     help="Module(s) of @service functions, comma-separated."),
+        click.option("--config", "config_path", metavar="FILE",
+                     help="Config file (default: ./critpath.toml or [tool.critpath] in ./pyproject.toml)."),
+        click.option("--select", metavar="EXPR",
+                     help="name, +name (with upstream), name+ (with downstream), tag:x; comma = union."),
+        click.option("--pool", "pools", multiple=True, metavar="NAME=N", help="Pool limit (repeatable)."),
+        click.option("--max-concurrency", type=click.IntRange(min=1), metavar="N",
+                     help="Services in flight at once (default: the runner's capacity)."),
+        click.option("--time-scale", type=float, metavar="S", help="Multiply synthetic durations and estimates."),
+        click.option("--retries", "default_retries", type=click.IntRange(min=0),
+                     help="Retries for services that set none."),
+        click.option("--timeout", "default_timeout", type=click.FloatRange(min=0, min_open=True),
+                     help="Timeout (s) for services that set none."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def load_inputs(graph_file, modules, config_path, pools, time_scale, default_retries=None, default_timeout=None):
+    """The graph named by flags, else by the config, else the bundled refresh; with overrides applied."""
+    from dataclasses import replace
+
+    from .graph import Graph
+    from .loaders import load_graph_file, load_module
+
+    cfg = load_config(config_path)
+    if os.getcwd() not in sys.path:  # service modules live in the user's project folder
+        sys.path.insert(0, os.getcwd())
+    if graph_file and modules:
+        raise CritpathError("give either --graph or --module, not both")
+    scale = time_scale if time_scale is not None else cfg.time_scale
+    if graph_file or (not modules and cfg.graph):
+        graph = load_graph_file(graph_file or cfg.graph, scale)
+    else:
+        graph = load_module(modules or ",".join(cfg.modules or (DEFAULT_MODULE,)), scale)
+    limits = {**graph.pools, **cfg.pools}
+    for item in pools:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value.strip().isdigit() or int(value) < 1:
+            raise CritpathError(f"--pool {item!r}: write NAME=N with N a whole number of at least 1, "
+                                "e.g. --pool warehouse=4")
+        limits[name] = int(value)
+    retries = default_retries if default_retries is not None else cfg.retries
+    timeout = default_timeout if default_timeout is not None else cfg.timeout
+    services = list(graph.declared)
+    if retries is not None or timeout is not None or cfg.retry_delay is not None:
+        services = [replace(s,
+                            retries=s.retries or (retries or 0),
+                            retry_delay=s.retry_delay or (cfg.retry_delay or 0.0),
+                            timeout=s.timeout or timeout) for s in services]
+    return Graph(services, limits, graph.source), cfg
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="critpath")
+def main():
+    """Run data services as one Prefect flow, as fast as their longest dependency chain."""
+
+
+@main.command()
+@graph_options
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+def plan(graph_file, modules, config_path, select, pools, max_concurrency, time_scale, default_retries,
+         default_timeout, as_json):
+    """Validate and plan a graph: critical path, bounds, simulated makespan."""
+    from .planner import make_plan
+    from .validate import validate
+
+    graph, cfg = load_inputs(graph_file, modules, config_path, pools, time_scale, default_retries,
+                             default_timeout)
+    validate(graph)
+    graph = graph.select(select or cfg.select)
+    p = make_plan(graph, max_concurrency or cfg.max_concurrency or cfg.workers or 8)
+    if as_json:
+        click.echo(json.dumps(p.to_json(), indent=1))
+        return
+    from .render import print_plan
+
+    print_plan(p)
+
+
+@main.command()
+@graph_options
+@click.option("--runner", type=str, help="threads | processes | dask | ray (default: config, else threads).")
+@click.option("--workers", type=click.IntRange(min=1), help="Engine slots: threads, processes, Dask threads or Ray CPUs.")
+@click.option("--address", help="Use an existing Dask scheduler (tcp://host:8786) or Ray cluster (host:6379).")
+@click.option("--json-report", type=click.Path(dir_okay=False), help="Write the run report here.")
+@click.option("--progress/--no-progress", default=None, help="Live progress (default: on a terminal).")
+def run(graph_file, modules, config_path, select, pools, max_concurrency, time_scale, default_retries,
+        default_timeout, runner, workers, address, json_report, progress):
+    """Run the refresh as one Prefect flow run."""
+    from .flow import run as run_graph
+    from .progress import Progress
+    from .report import summary
+
+    graph, cfg = load_inputs(graph_file, modules, config_path, pools, time_scale, default_retries,
+                             default_timeout)
+    runner = runner or cfg.runner
+    report_path = json_report or cfg.json_report or str(Path(cfg.state_dir) / "last-run.json")
+    from .planner import make_plan
+    from .validate import validate
+
+    validate(graph)  # before any engine starts: bad input costs nothing
+    selected = graph.select(select or cfg.select)
+    rough = make_plan(selected, max_concurrency or cfg.max_concurrency or 8, simulate_schedule=False)
+    with Progress(len(selected), rough.critical_path_s, live=progress) as prog:
+        report = run_graph(graph, runner, max_concurrency=max_concurrency or cfg.max_concurrency,
+                           workers=workers or cfg.workers, address=address or cfg.address,
+                           select=select or cfg.select, observers=[prog], json_report=report_path)
+    click.echo(summary(report))
+    click.echo(f"report: {report_path}")
+    sys.exit(EXIT_FAILED if report["failed"] else 0)
