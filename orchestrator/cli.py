@@ -151,3 +151,76 @@ def run(graph_file, modules, config_path, select, pools, max_concurrency, time_s
     click.echo(summary(report))
     click.echo(f"report: {report_path}")
     sys.exit(EXIT_FAILED if report["failed"] else 0)
+
+
+@main.command()
+@click.option("--graph", "graph_file", metavar="FILE", help="Graph file (default: from the config).")
+@click.option("--module", "modules", metavar="IMPORT.PATH", help="Service module(s) (default: from the config).")
+@click.option("--config", "config_path", metavar="FILE", help="Config file.")
+@click.option("--select", metavar="EXPR", help="Serve part of the graph.")
+@click.option("--runner", help="threads | processes | dask | ray.")
+@click.option("--workers", type=click.IntRange(min=1))
+@click.option("--max-concurrency", type=click.IntRange(min=1))
+@click.option("--address")
+@click.option("--cron", help='Cron schedule, e.g. "0 2 * * *" (default: [schedule] in the config).')
+@click.option("--interval", type=click.FloatRange(min=1), help="Run every N seconds instead of a cron.")
+@click.option("--name", default="scheduled", show_default=True, help="Deployment name.")
+def serve(graph_file, modules, config_path, select, runner, workers, max_concurrency, address, cron, interval,
+          name):
+    """Serve the refresh as a Prefect deployment on a schedule (Ctrl-C stops it)."""
+    from .validate import validate
+
+    graph, cfg = load_inputs(graph_file, modules, config_path, (), None)
+    validate(graph)  # refuse to serve a graph that can never run
+    graph.select(select or cfg.select)
+    if runner:
+        from runners import RUNNERS
+
+        if runner not in RUNNERS:
+            from .errors import did_you_mean
+
+            raise CritpathError(f"unknown runner {runner!r}{did_you_mean(runner, RUNNERS)}; "
+                                f"choose one of: {', '.join(RUNNERS)}")
+    if cron is None and interval is None:
+        cron, interval = cfg.schedule.get("cron"), cfg.schedule.get("interval")
+    if cron is None and interval is None:
+        raise CritpathError("no schedule: give --cron or --interval, or set [schedule] cron or interval "
+                            "in critpath.toml")
+    if cron is not None and interval is not None:
+        raise CritpathError("give either a cron or an interval schedule, not both")
+    if cron is not None:
+        from prefect.client.schemas.schedules import CronSchedule
+
+        try:
+            CronSchedule(cron=cron)
+        except ValueError:
+            raise CritpathError(f"--cron {cron!r}: not a valid cron expression, e.g. \"0 2 * * *\"") from None
+    params = {k: v for k, v in dict(folder=os.getcwd(), config=config_path, graph=graph_file, modules=modules,
+                                    runner=runner, select=select, max_concurrency=max_concurrency,
+                                    workers=workers, address=address).items() if v is not None}
+    from .serving import serve as serve_flow
+
+    try:
+        serve_flow(name, cron, interval, params)
+    except KeyboardInterrupt:
+        click.echo("critpath: stopped serving", err=True)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=4200, show_default=True, type=int)
+@click.option("--config", "config_path", metavar="FILE", help="Config file (for state_dir).")
+def server(host, port, config_path):
+    """Start a Prefect server with its database in the local state folder."""
+    import subprocess
+
+    from .serving import server_command
+
+    cfg = load_config(config_path)
+    cmd, env = server_command(cfg.state_dir, host, port)
+    click.echo(f"critpath: Prefect server on http://{host}:{port} (data in {cfg.state_dir}/prefect); "
+               f"in another shell: export PREFECT_API_URL=http://{host}:{port}/api", err=True)
+    try:
+        sys.exit(subprocess.call(cmd, env=env))
+    except KeyboardInterrupt:
+        sys.exit(0)

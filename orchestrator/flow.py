@@ -34,10 +34,6 @@ def run(graph: Graph, runner="threads", *, max_concurrency: int | None = None, w
     # no network here and no reason to phone home: keeps an ERROR line out of every run
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from prefect import flow
-    from prefect.context import FlowRunContext
-    from prefect.states import Failed
-
-    from runners import make_runner
 
     for label, value in (("--max-concurrency", max_concurrency), ("--workers", workers)):
         if value is not None and (not isinstance(value, int) or value < 1):
@@ -46,38 +42,52 @@ def run(graph: Graph, runner="threads", *, max_concurrency: int | None = None, w
     graph = graph.select(select)
     with ExitStack() as stack:
         if isinstance(runner, str):
-            runner = stack.enter_context(_started(runner, workers or max_concurrency or DEFAULT_CONCURRENCY,
+            runner = stack.enter_context(started(runner, workers or max_concurrency or DEFAULT_CONCURRENCY,
                                                   address))
         limit = max_concurrency or runner.capacity
         plan = make_plan(graph, limit)
         result: dict = {}
 
         def refresh(graph_source: str, runner_name: str, max_concurrency: int, services: int):
-            from .dispatcher import Dispatcher
-            from .recorder import PrefectRecorder
-
-            ctx = FlowRunContext.get()
-            flow_run_id = ctx.flow_run.id
-            with PrefectRecorder(plan.graph, flow_run_id) as recorder:
-                dispatcher = Dispatcher(plan, runner, [recorder, *observers], max_concurrency=limit)
-                runs = dispatcher.run()
-            report = build_report(plan, runs, dispatcher, runner.name, flow_run_id)
-            result["report"] = report
-            if report["failed"]:
-                return Failed(message=f"{len(report['failed'])} service(s) failed: "
-                                      f"{', '.join(report['failed'])}; {len(report['skipped'])} skipped")
-            return {k: v for k, v in report.items() if k != "services"}
+            return refresh_in_flow(plan, runner, observers, result)
 
         refresh_flow = flow(name=flow_name, log_prints=False, persist_result=False,
                             validate_parameters=False)(refresh)
-        refresh_flow(graph.source or "<python>", runner.name, limit, len(graph), return_state=True)
+        state = refresh_flow(graph.source or "<python>", runner.name, limit, len(graph), return_state=True)
+    if "report" not in result:  # the flow run crashed before the dispatcher finished
+        raise RuntimeError(f"the refresh flow run ended without a report: {state.message}")
     report = result["report"]
     if json_report:
         write_report(report, json_report)
     return report
 
 
-def _started(name: str, workers: int, address: str | None):
+def refresh_in_flow(plan, runner, observers: Iterable = (), result: dict | None = None):
+    """Run ``plan`` inside the current Prefect flow run; the report goes to ``result["report"]``.
+
+    Returns what the flow run should end with: a Failed state naming the failed
+    services, or the report's summary fields.
+    """
+    from prefect.context import FlowRunContext
+    from prefect.states import Failed
+
+    from .dispatcher import Dispatcher
+    from .recorder import PrefectRecorder
+
+    result = {} if result is None else result
+    flow_run_id = FlowRunContext.get().flow_run.id
+    with PrefectRecorder(plan.graph, flow_run_id) as recorder:
+        dispatcher = Dispatcher(plan, runner, [recorder, *observers], max_concurrency=plan.max_concurrency)
+        runs = dispatcher.run()
+    report = build_report(plan, runs, dispatcher, runner.name, flow_run_id)
+    result["report"] = report
+    if report["failed"]:
+        return Failed(message=f"{len(report['failed'])} service(s) failed: "
+                              f"{', '.join(report['failed'])}; {len(report['skipped'])} skipped")
+    return {k: v for k, v in report.items() if k != "services"}
+
+
+def started(name: str, workers: int, address: str | None):
     """The named runner, entered; engine start-up failures become one-line errors."""
     from runners import make_runner
 
