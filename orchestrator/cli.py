@@ -148,9 +148,27 @@ def run(graph_file, modules, config_path, select, pools, max_concurrency, time_s
         report = run_graph(graph, runner, max_concurrency=max_concurrency or cfg.max_concurrency,
                            workers=workers or cfg.workers, address=address or cfg.address,
                            select=select or cfg.select, observers=[prog], json_report=report_path)
+    from .timeline import write_timeline
+
+    page = write_timeline(report, Path(report_path).with_suffix(".html"))
     click.echo(summary(report))
-    click.echo(f"report: {report_path}")
+    click.echo(f"report: {report_path}\ntimeline: {page}")
     sys.exit(EXIT_FAILED if report["failed"] else 0)
+
+
+@main.command()
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--html", "html_path", type=click.Path(dir_okay=False),
+              help="Where to write the timeline page (default: PATH with .html).")
+def report(path, html_path):
+    """Re-render the summary and the timeline page from a saved JSON report."""
+    from .report import read_report, summary
+    from .timeline import write_timeline
+
+    data = read_report(path)
+    page = write_timeline(data, html_path or Path(path).with_suffix(".html"))
+    click.echo(summary(data))
+    click.echo(f"timeline: {page}")
 
 
 @main.command()

@@ -55,6 +55,30 @@ def write_report(report: dict, path: str | os.PathLike) -> None:
     os.replace(tmp, path)
 
 
+REQUIRED = ("makespan_s", "critical_path", "critical_path_s", "lower_bound_s", "runner", "services")
+
+
+def read_report(path: str | os.PathLike) -> dict:
+    """A saved report, or a one-line error naming the file and what is wrong with it."""
+    from .errors import CritpathError
+
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CritpathError(f"report {str(p)!r} not found; 'critpath run' writes one "
+                            "(default .critpath/last-run.json)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CritpathError(f"report {str(p)!r}: cannot read it ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise CritpathError(f"report {str(p)!r} line {exc.lineno}, column {exc.colno}: {exc.msg}; "
+                            "is it a critpath JSON report?") from None
+    missing = [k for k in REQUIRED if not isinstance(data, dict) or k not in data]
+    if missing:
+        raise CritpathError(f"report {str(p)!r} is not a critpath run report (missing {', '.join(missing)})")
+    return data
+
+
 def summary(report: dict) -> str:
     ok = sum(1 for s in report["services"].values() if s["state"] == "completed")
     lines = [
