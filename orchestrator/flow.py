@@ -21,6 +21,23 @@ from .validate import validate
 
 DEFAULT_CONCURRENCY = 8
 
+# Settings for a Prefect server that critpath itself starts (Prefect's temporary
+# local server, `critpath server`). They only fill gaps: a user's own values win.
+SERVER_DEFAULTS = {
+    # no network here and no reason to phone home: keeps an ERROR line out of every run
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    # the server stores task runs from events; one event per SQLite transaction
+    # (Prefect's default) stores ~10 task runs a second here, far behind a refresh
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "500",
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE": "500",
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "0.25",
+}
+
+
+def prefect_env_defaults() -> None:
+    for key, value in SERVER_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
 
 def run(graph: Graph, runner="threads", *, max_concurrency: int | None = None, workers: int | None = None,
         address: str | None = None, select: str | None = None, observers: Iterable = (),
@@ -31,8 +48,7 @@ def run(graph: Graph, runner="threads", *, max_concurrency: int | None = None, w
     caller has already entered. ``max_concurrency`` defaults to the runner's
     capacity; ``workers`` to ``max_concurrency`` or 8.
     """
-    # no network here and no reason to phone home: keeps an ERROR line out of every run
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    prefect_env_defaults()
     from prefect import flow
 
     for label, value in (("--max-concurrency", max_concurrency), ("--workers", workers)):
@@ -80,6 +96,10 @@ def refresh_in_flow(plan, runner, observers: Iterable = (), result: dict | None 
         dispatcher = Dispatcher(plan, runner, [recorder, *observers], max_concurrency=plan.max_concurrency)
         runs = dispatcher.run()
     report = build_report(plan, runs, dispatcher, runner.name, flow_run_id)
+    # how long after the first dispatch Prefect had stored every final state
+    report["prefect_recorded_s"] = (recorder.recorded_at - dispatcher.first_dispatch
+                                    if dispatcher.first_dispatch else 0.0)
+    report["prefect_confirmed"] = recorder.confirmed
     result["report"] = report
     if report["failed"]:
         return Failed(message=f"{len(report['failed'])} service(s) failed: "

@@ -74,6 +74,7 @@ class PrefectRecorder:
         EventsWorker.drain_all(timeout=30)
         APILogWorker.drain_all(timeout=30)
         self.confirmed = self._confirm_persisted()
+        self.recorded_at = time.time()
 
     def _confirm_persisted(self, timeout: float = 20.0) -> bool:
         """Wait (bounded) until the server has stored the final state of every task run.
@@ -123,19 +124,19 @@ class PrefectRecorder:
             self._ready_at.setdefault(name, t)
             return
         if kind == "dispatch":
+            running = states.Running(timestamp=_ts(t))
             if attempt > 1:  # the retry was already announced; now it runs again
-                self._set(name, states.Running(timestamp=_ts(t)))
+                self._set(name, running)
             else:
-                self._create(name, self._ready_at.get(name, t))
-                self._set(name, states.Running(timestamp=_ts(t)))
+                # created straight into Running: a separate Pending event would cost the
+                # server a third write per service for a state that lasted microseconds
+                self._create(name, self._ready_at.get(name, t), running)
             return
         outcome = info.get("outcome")
         if outcome is not None and not isinstance(outcome, BaseException):
             self._send_logs(name, outcome.logs)
         end = getattr(outcome, "end", None) or t
         if kind == "complete":
-            self._log(name, logging.INFO, t, f"Finished in state Completed() on {outcome.worker}, "
-                      f"attempt {attempt}, {outcome.end - outcome.start:.3f} s")
             self._set(name, states.Completed(timestamp=_ts(end)))
         elif kind == "retry":
             self._log(name, logging.ERROR, t, f"Attempt {attempt} failed: {error}" +
@@ -149,15 +150,14 @@ class PrefectRecorder:
                       (f"\n{outcome.traceback}" if getattr(outcome, "traceback", None) else ""))
             self._set(name, states.Failed(message=error, timestamp=_ts(max(end, t))))
         elif kind == "skip":
-            self._create(name, t)
             upstream = info.get("upstream")
-            self._set(name, states.Cancelled(name="Skipped", timestamp=_ts(t),
-                                             message=f"skipped: upstream {upstream!r} failed"))
+            self._create(name, t, states.Cancelled(name="Skipped", timestamp=_ts(t),
+                                                   message=f"skipped: upstream {upstream!r} failed"))
 
-    def _create(self, name: str, t: float) -> None:
+    def _create(self, name: str, t: float, first: states.State) -> None:
         svc = self.graph.services[name]
         ups = self.graph.preds[self.graph.index[name]]
-        pending = states.Pending(timestamp=_ts(t))
+        created = _ts(t)
         tags = list(svc.tags) + ([f"pool:{svc.pool}"] if svc.pool else [])
         self.task_runs[name] = TaskRun(
             id=self.ids[name], name=name, flow_run_id=self.flow_run_id,
@@ -165,9 +165,9 @@ class PrefectRecorder:
             empirical_policy=TaskRunPolicy(retries=svc.retries, retry_delay=int(svc.retry_delay)),
             tags=tags,
             task_inputs={"wait_for": [TaskRunResult(id=self.ids[self.graph.names[u]]) for u in ups]},
-            expected_start_time=pending.timestamp, state=None, created=pending.timestamp,
+            expected_start_time=created, state=None, created=created,
         )
-        self._set(name, pending, initial=True)
+        self._set(name, first, initial=True)
 
     def _set(self, name: str, new: states.State, initial: bool = False) -> None:
         """What Prefect's task engine does in ``set_state``, with our timestamps."""
@@ -180,7 +180,7 @@ class PrefectRecorder:
         tr.state, tr.state_id, tr.state_type, tr.state_name = new, new.id, new.type, new.name
         if last is not None and last.is_running():
             tr.total_run_time += new.timestamp - last.timestamp
-        if new.is_running():
+        if new.is_running() and new.name != "Retrying":
             tr.run_count += 1
             tr.start_time = tr.start_time or new.timestamp
         if new.is_final():

@@ -62,6 +62,8 @@ def server_command(state_dir: str, host: str, port: int) -> tuple[list[str], dic
     """The ``prefect server start`` command line and environment for ``critpath server``."""
     home = Path(state_dir, "prefect").absolute()
     home.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    from .flow import SERVER_DEFAULTS
+
+    env = {**SERVER_DEFAULTS, **os.environ, "PREFECT_HOME": str(home)}
     env.pop("PREFECT_API_URL", None)
     return [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)], env
