@@ -157,3 +157,22 @@ def execute(job: Job) -> Outcome:
 def warm(_: int = 0) -> int:
     """A no-op used to start an engine's workers before the clock starts."""
     return os.getpid()
+
+
+def probe(address: str, default_port: int, timeout: float = 30.0) -> None:
+    """Fail fast, with the address in the message, when nothing listens at ``address``.
+
+    Dask retries a refused connection until its timeout, and ``ray.init`` can wait
+    far longer; a plain TCP connect tells within ``timeout`` seconds.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    host, port = parts.hostname, parts.port or default_port
+    if not host:
+        raise ValueError(f"--address {address!r}: expected host:port, e.g. 127.0.0.1:{default_port}")
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        raise ConnectionError(f"nothing answers at {host}:{port} ({exc.strerror or exc})") from None

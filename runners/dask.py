@@ -21,7 +21,7 @@ import threading
 import uuid
 from contextlib import ExitStack
 
-from .base import Done, Job, execute, warm
+from .base import Done, Job, execute, probe, warm
 
 
 class DaskRunner:
@@ -41,6 +41,7 @@ class DaskRunner:
 
         try:
             if self.address:
+                probe(self.address, 8786)
                 self.client = self._stack.enter_context(Client(self.address, timeout="30s"))
                 info = self.client.scheduler_info(n_workers=-1)
                 self.capacity = sum(w["nthreads"] for w in info["workers"].values()) or self.workers

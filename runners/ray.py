@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 
-from .base import Done, Job, execute, warm
+from .base import Done, Job, execute, probe, warm
 
 
 class RayRunner:
@@ -31,6 +31,8 @@ class RayRunner:
         if ray.is_initialized():  # a user's own ray.init() wins
             pass
         elif self.address:
+            if self.address != "auto":
+                probe(self.address.removeprefix("ray://"), 6379)
             ray.init(address=self.address, **kwargs)
             self._started = True
         else:
