@@ -216,12 +216,13 @@ def serve(graph_file, modules, config_path, select, runner, workers, max_concurr
     params = {k: v for k, v in dict(folder=os.getcwd(), config=config_path, graph=graph_file, modules=modules,
                                     runner=runner, select=select, max_concurrency=max_concurrency,
                                     workers=workers, address=address).items() if v is not None}
-    from .serving import serve as serve_flow
+    from .flow import prefect_env_defaults
+    from .serving import serve_forever
 
-    try:
-        serve_flow(name, cron, interval, params)
-    except KeyboardInterrupt:
-        click.echo("critpath: stopped serving", err=True)
+    prefect_env_defaults()
+    status = serve_forever(name, cron, interval, params)
+    click.echo("critpath: stopped serving", err=True)
+    sys.exit(status)
 
 
 @main.command()

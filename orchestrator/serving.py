@@ -50,9 +50,42 @@ def refresh(folder: str = ".", config: str | None = None, graph: str | None = No
     return outcome
 
 
-def serve(name: str, cron: str | None, interval: float | None, parameters: dict) -> None:
+def serve_forever(name: str, cron: str | None, interval: float | None, parameters: dict) -> int:
+    """Serve until Ctrl-C; returns the exit status.
+
+    Prefect's serve loop runs in a child process in a session of its own, and so
+    do the flow runs it starts. A terminal's Ctrl-C goes to its foreground process
+    group only: this process. It then sends the child SIGTERM, which Prefect's
+    runner treats as "shut down gracefully". Without the separate session, the
+    Ctrl-C also reached every flow-run subprocess, which died mid-refresh with
+    KeyboardInterrupt tracebacks.
+    """
+    import json
+    import signal
+    import subprocess
+
+    spec = json.dumps({"name": name, "cron": cron, "interval": interval, "parameters": parameters})
+    child = subprocess.Popen([sys.executable, "-m", "orchestrator.serving", spec], start_new_session=True)
+    try:
+        return child.wait()
+    except KeyboardInterrupt:
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+        except KeyboardInterrupt:  # a second Ctrl-C: stop now
+            os.killpg(child.pid, signal.SIGKILL)
+        return 0
+
+
+def _serve_in_this_process(name: str, cron: str | None, interval: float | None, parameters: dict) -> None:
+    import warnings
+
     from prefect.deployments.runner import EntrypointType
 
+    # Prefect's SIGTERM handler calls the async Runner.stop() without awaiting it
+    warnings.filterwarnings("ignore", message="coroutine 'Runner.astop' was never awaited")
     refresh.serve(name=name, cron=cron, interval=interval, parameters=parameters,
                   entrypoint_type=EntrypointType.MODULE_PATH, pause_on_shutdown=False,
                   print_starting_message=True)
@@ -67,3 +100,9 @@ def server_command(state_dir: str, host: str, port: int) -> tuple[list[str], dic
     env = {**SERVER_DEFAULTS, **os.environ, "PREFECT_HOME": str(home)}
     env.pop("PREFECT_API_URL", None)
     return [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)], env
+
+
+if __name__ == "__main__":  # the child started by serve_forever
+    import json
+
+    _serve_in_this_process(**json.loads(sys.argv[1]))
