@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 from .base import Done, Job, execute, probe, warm
 
@@ -26,8 +27,14 @@ class RayRunner:
         import ray
 
         env = {k: v for k, v in os.environ.items() if k.startswith("CRITPATH_")}
+        # Ray workers do not inherit the driver's sys.path: give them the project's
+        # folders (where service modules live), not site-packages, which they have
+        own = [p for p in sys.path if p and os.path.isdir(p) and "site-packages" not in p
+               and not p.startswith(sys.base_prefix)]
+        paths = dict.fromkeys([os.getcwd(), *own, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])
+        env["PYTHONPATH"] = os.pathsep.join(paths)
         kwargs = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False,
-                      runtime_env={"env_vars": env} if env else None)
+                      runtime_env={"env_vars": env})
         if ray.is_initialized():  # a user's own ray.init() wins
             pass
         elif self.address:
