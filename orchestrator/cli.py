@@ -127,8 +127,10 @@ def plan(graph_file, modules, config_path, select, pools, max_concurrency, time_
 @click.option("--address", help="Use an existing Dask scheduler (tcp://host:8786) or Ray cluster (host:6379).")
 @click.option("--json-report", type=click.Path(dir_okay=False), help="Write the run report here.")
 @click.option("--progress/--no-progress", default=None, help="Live progress (default: on a terminal).")
+@click.option("--resume", is_flag=False, flag_value="last", default=None, metavar="[RUN_ID]",
+              help="Run only what had not completed in RUN_ID (default: the last run).")
 def run(graph_file, modules, config_path, select, pools, max_concurrency, time_scale, default_retries,
-        default_timeout, runner, workers, address, json_report, progress):
+        default_timeout, runner, workers, address, json_report, progress, resume):
     """Run the refresh as one Prefect flow run."""
     from .flow import run as run_graph
     from .progress import Progress
@@ -141,19 +143,40 @@ def run(graph_file, modules, config_path, select, pools, max_concurrency, time_s
     from .planner import make_plan
     from .validate import validate
 
+    from .flow import RunControl, cancel_on_signals
+    from .ledger import Ledger, completed_in
+
     validate(graph)  # before any engine starts: bad input costs nothing
     selected = graph.select(select or cfg.select)
+    resumed_from, done = completed_in(cfg.state_dir, None if resume == "last" else resume) if resume else (None, set())
+    done &= set(selected.names)
     rough = make_plan(selected, max_concurrency or cfg.max_concurrency or 8, simulate_schedule=False)
-    with Progress(len(selected), rough.critical_path_s, live=progress) as prog:
-        report = run_graph(graph, runner, max_concurrency=max_concurrency or cfg.max_concurrency,
-                           workers=workers or cfg.workers, address=address or cfg.address,
-                           select=select or cfg.select, observers=[prog], json_report=report_path)
+    with Ledger(cfg.state_dir) as ledger:
+        ledger.record_resumed(sorted(done))
+        click.echo(f"critpath: run {ledger.run_id}" + (f", resuming {resumed_from}: {len(done)} of "
+                   f"{len(selected)} services already completed" if resume else ""), err=True)
+        with Progress(len(selected) - len(done), rough.critical_path_s, live=progress) as prog, \
+                cancel_on_signals(RunControl()) as control:
+            report = run_graph(graph, runner, max_concurrency=max_concurrency or cfg.max_concurrency,
+                               workers=workers or cfg.workers, address=address or cfg.address,
+                               select=select or cfg.select, observers=[prog, ledger], json_report=None,
+                               control=control, skip=done)
+    report.update(run_id=ledger.run_id, resumed=sorted(done), resumed_from=resumed_from)
+    from .report import write_report
     from .timeline import write_timeline
 
+    write_report(report, report_path)
     page = write_timeline(report, Path(report_path).with_suffix(".html"))
     click.echo(summary(report))
     click.echo(f"report: {report_path}\ntimeline: {page}")
-    sys.exit(EXIT_FAILED if report["failed"] else 0)
+    if report.get("cancel_reason") or report["failed"]:
+        import shlex
+
+        args = [a for a in sys.argv[1:] if not a.startswith("--resume")]
+        click.echo(f"resume with: critpath {shlex.join(args)} --resume {ledger.run_id}")
+    if report.get("signal"):
+        sys.exit(128 + report["signal"])  # 130 for SIGINT, 143 for SIGTERM
+    sys.exit(EXIT_FAILED if report["failed"] or report.get("cancel_reason") else 0)
 
 
 @main.command()

@@ -66,6 +66,14 @@ class Dispatcher:
         self._inflight: dict[int, tuple[int, Any]] = {}  # index -> (attempt, runner handle)
         self.first_dispatch: float | None = None
         self.last_completion: float | None = None
+        self.cancelled: str | None = None  # why, once the cancel took effect
+        self._cancel_requested: str | None = None
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        """Stop the run: nothing more starts, in-flight work is cancelled on the engine.
+        Safe to call from any thread or a signal handler, also before ``run()``."""
+        self._cancel_requested = self._cancel_requested or reason
+        self._inbox.put((-1, 0, reason))  # wakes the loop if it is waiting
 
     # -- helpers -----------------------------------------------------------
     def _emit(self, kind: str, i: int, **info) -> None:
@@ -85,11 +93,17 @@ class Dispatcher:
             for _, i in sorted(heap):
                 self.runs[self.graph.names[i]].state = "ready"
                 self._emit("ready", i)
-        while True:
+        while self.cancelled is None:
+            if self._cancel_requested:
+                self._cancel_all(self._cancel_requested)
+                break
             self._dispatch()
             if not self._inflight and not self._timers and q.idle():
                 break
             timeout = max(0.0, self._timers[0][0] - self.clock()) if self._timers else None
+            # marks where the dispatcher goes idle: tests check that no ready service
+            # could have had a free slot at any of these points (work conservation)
+            self.events.append((self.clock(), "wait", ""))
             try:
                 self._handle(*self._inbox.get(timeout=timeout))
                 while True:  # see every outcome already here before choosing again
@@ -132,6 +146,11 @@ class Dispatcher:
                 self._timer(svc.timeout, "timeout", i, attempt)
 
     def _handle(self, i: int, attempt: int, out) -> None:
+        if i < 0:
+            self._cancel_all(out)
+            return
+        if self.cancelled is not None:
+            return  # reports after a cancel change nothing
         current = self._inflight.get(i)
         if current is None or current[0] != attempt:
             return  # a late report from an attempt that already timed out
@@ -139,10 +158,10 @@ class Dispatcher:
         self._q.release(i)
         run = self.runs[self.graph.names[i]]
         run.finished = self.clock()
-        if isinstance(out, BaseException):
+        if isinstance(out, BaseException):  # the engine, not the service, failed
             ok, error, tb = False, f"{type(out).__name__}: {out}", None
             run.start, run.end, run.worker = run.dispatched, run.finished, None
-            lost = True
+            lost = type(out).__name__ == "WorkerLost"
         else:
             ok, error, tb = out.ok, out.error, out.traceback
             run.start, run.end, run.worker = out.start, out.end, out.worker
@@ -157,7 +176,24 @@ class Dispatcher:
                 self.runs[self.graph.names[j]].state = "ready"
                 self._emit("ready", j)
         else:
-            self._attempt_failed(i, error, tb, out if not lost else None)
+            self._attempt_failed(i, error, tb, None if isinstance(out, BaseException) else out, lost)
+
+    def _cancel_all(self, reason: str) -> None:
+        if self.cancelled is not None:
+            return
+        self.cancelled = reason
+        self._timers.clear()
+        for i, (attempt, handle) in sorted(self._inflight.items()):
+            if handle is not None:
+                try:
+                    self.runner.cancel(handle)
+                except Exception:  # noqa: BLE001 - best effort while shutting down
+                    pass
+            run = self.runs[self.graph.names[i]]
+            run.state, run.finished = "cancelled", self.clock()
+            run.error = f"cancelled while running: {reason}"
+            self._emit("cancel", i, reason=reason)
+        self._inflight.clear()
 
     def _timeout(self, i: int, attempt: int) -> None:
         current = self._inflight.get(i)
@@ -176,11 +212,14 @@ class Dispatcher:
                             "ok": False, "error": error, "lost": False})
         self._attempt_failed(i, error, None, None)
 
-    def _attempt_failed(self, i: int, error: str | None, tb: str | None, outcome) -> None:
+    def _attempt_failed(self, i: int, error: str | None, tb: str | None, outcome, lost: bool = False) -> None:
         run = self.runs[self.graph.names[i]]
         svc = self.graph.services[run.name]
         run.error, run.traceback = error, tb
-        if run.attempts <= svc.retries:
+        # a lost worker is the infrastructure's failure, not the service's: it earns
+        # one more attempt on a surviving worker even when the service has no retries
+        lost_attempts = sum(1 for h in run.history if h["lost"])
+        if run.attempts <= svc.retries + min(lost_attempts, 1):
             run.state = "retrying"
             self._emit("retry", i, outcome=outcome, delay=svc.retry_delay)
             if svc.retry_delay > 0:

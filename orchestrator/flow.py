@@ -41,12 +41,15 @@ def prefect_env_defaults() -> None:
 
 def run(graph: Graph, runner="threads", *, max_concurrency: int | None = None, workers: int | None = None,
         address: str | None = None, select: str | None = None, observers: Iterable = (),
-        json_report: str | None = None, flow_name: str = "critpath-refresh") -> dict:
+        json_report: str | None = None, flow_name: str = "critpath-refresh", control: "RunControl | None" = None,
+        skip: Iterable[str] = ()) -> dict:
     """Run ``graph`` and return the report (see ``orchestrator.report``).
 
     ``runner`` is a name (threads, processes, dask, ray) or a runner object the
     caller has already entered. ``max_concurrency`` defaults to the runner's
-    capacity; ``workers`` to ``max_concurrency`` or 8.
+    capacity; ``workers`` to ``max_concurrency`` or 8. ``skip`` names services
+    that already completed (a resumed run): they are neither run nor waited on.
+    ``control`` (a ``RunControl``) lets another thread or a signal handler cancel the run.
     """
     prefect_env_defaults()
     from prefect import flow
@@ -56,6 +59,9 @@ def run(graph: Graph, runner="threads", *, max_concurrency: int | None = None, w
             raise CritpathError(f"{label} {value!r}: must be a whole number of at least 1")
     validate(graph)
     graph = graph.select(select)
+    done = set(skip)
+    if done:
+        graph = graph.subgraph(n for n in graph.names if n not in done)
     with ExitStack() as stack:
         if isinstance(runner, str):
             runner = stack.enter_context(started(runner, workers or max_concurrency or DEFAULT_CONCURRENCY,
@@ -65,7 +71,7 @@ def run(graph: Graph, runner="threads", *, max_concurrency: int | None = None, w
         result: dict = {}
 
         def refresh(graph_source: str, runner_name: str, max_concurrency: int, services: int):
-            return refresh_in_flow(plan, runner, observers, result)
+            return refresh_in_flow(plan, runner, observers, result, control)
 
         refresh_flow = flow(name=flow_name, log_prints=False, persist_result=False,
                             validate_parameters=False)(refresh)
@@ -78,14 +84,15 @@ def run(graph: Graph, runner="threads", *, max_concurrency: int | None = None, w
     return report
 
 
-def refresh_in_flow(plan, runner, observers: Iterable = (), result: dict | None = None):
+def refresh_in_flow(plan, runner, observers: Iterable = (), result: dict | None = None,
+                    control: "RunControl | None" = None):
     """Run ``plan`` inside the current Prefect flow run; the report goes to ``result["report"]``.
 
     Returns what the flow run should end with: a Failed state naming the failed
     services, or the report's summary fields.
     """
     from prefect.context import FlowRunContext
-    from prefect.states import Failed
+    from prefect.states import Cancelled, Failed
 
     from .dispatcher import Dispatcher
     from .recorder import PrefectRecorder
@@ -94,13 +101,19 @@ def refresh_in_flow(plan, runner, observers: Iterable = (), result: dict | None 
     flow_run_id = FlowRunContext.get().flow_run.id
     with PrefectRecorder(plan.graph, flow_run_id) as recorder:
         dispatcher = Dispatcher(plan, runner, [recorder, *observers], max_concurrency=plan.max_concurrency)
+        if control is not None:
+            control.attach(dispatcher)
         runs = dispatcher.run()
     report = build_report(plan, runs, dispatcher, runner.name, flow_run_id)
     # how long after the first dispatch Prefect had stored every final state
     report["prefect_recorded_s"] = (recorder.recorded_at - dispatcher.first_dispatch
                                     if dispatcher.first_dispatch else 0.0)
     report["prefect_confirmed"] = recorder.confirmed
+    report["signal"] = control.signal if control is not None else None
     result["report"] = report
+    if dispatcher.cancelled:
+        return Cancelled(message=f"{dispatcher.cancelled}: {len(report['cancelled'])} service(s) cancelled in "
+                                 f"flight, {len(report['not_run'])} not started")
     if report["failed"]:
         return Failed(message=f"{len(report['failed'])} service(s) failed: "
                               f"{', '.join(report['failed'])}; {len(report['skipped'])} skipped")
@@ -129,3 +142,55 @@ def started(name: str, workers: int, address: str | None):
             return runner.__exit__(*exc)
 
     return _Guard()
+
+
+
+class RunControl:
+    """Cancels a run from outside (the CLI's signal handlers): before the dispatcher
+    exists the request is kept, and nothing will be dispatched."""
+
+    def __init__(self):
+        self.dispatcher = None
+        self.reason: str | None = None
+        self.signal: int | None = None
+
+    def attach(self, dispatcher) -> None:
+        self.dispatcher = dispatcher
+        if self.reason:
+            dispatcher.cancel(self.reason)
+
+    def cancel(self, reason: str) -> None:
+        self.reason = self.reason or reason
+        if self.dispatcher is not None:
+            self.dispatcher.cancel(reason)
+
+
+class cancel_on_signals:
+    """SIGINT/SIGTERM cancel the run (in-flight work is cancelled on the engine and the
+    flow run ends Cancelled); a second signal exits at once. Must be entered in the
+    main thread; previous handlers are restored on exit."""
+
+    def __init__(self, control: RunControl):
+        self.control = control
+        self.previous: dict = {}
+
+    def _handler(self, signum, frame):
+        import signal as _signal
+
+        if self.control.signal is not None:  # second Ctrl-C: stop now
+            os._exit(128 + signum)
+        self.control.signal = signum
+        self.control.cancel(f"{_signal.Signals(signum).name} received")
+
+    def __enter__(self):
+        import signal as _signal
+
+        for sig in (_signal.SIGINT, _signal.SIGTERM):
+            self.previous[sig] = _signal.signal(sig, self._handler)
+        return self.control
+
+    def __exit__(self, *exc):
+        import signal as _signal
+
+        for sig, handler in self.previous.items():
+            _signal.signal(sig, handler)

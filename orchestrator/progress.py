@@ -57,7 +57,7 @@ class Progress:
         if kind == "dispatch":
             self.t0 = self.t0 or t
             self.counts["running"] += 1
-        elif kind in ("complete", "fail", "retry"):
+        elif kind in ("complete", "fail", "retry", "cancel"):
             self.counts["running"] -= 1
             if kind == "complete":
                 self.counts["completed"] += 1

@@ -149,6 +149,8 @@ class PrefectRecorder:
             self._log(name, logging.ERROR, t, f"Failed after {attempt} attempt(s): {error}" +
                       (f"\n{outcome.traceback}" if getattr(outcome, "traceback", None) else ""))
             self._set(name, states.Failed(message=error, timestamp=_ts(max(end, t))))
+        elif kind == "cancel":
+            self._set(name, states.Cancelled(timestamp=_ts(t), message=f"cancelled: {info.get('reason')}"))
         elif kind == "skip":
             upstream = info.get("upstream")
             self._create(name, t, states.Cancelled(name="Skipped", timestamp=_ts(t),

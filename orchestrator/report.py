@@ -48,7 +48,7 @@ def build_report(plan: Plan, runs: dict, dispatcher, runner_name: str, flow_run_
     for i, name in enumerate(plan.graph.names):
         r = runs[name]
         services[name] = {
-            "state": r.state if r.state in ("completed", "failed", "skipped") else "not_run",
+            "state": r.state if r.state in ("completed", "failed", "skipped", "cancelled") else "not_run",
             "start": r.start, "end": r.end, "attempts": r.attempts, "worker": r.worker,
             "error": r.error, "skipped_because": r.skipped_because,
             "estimate_s": plan.est[i], "priority_s": plan.priority[i],
@@ -71,6 +71,9 @@ def build_report(plan: Plan, runs: dict, dispatcher, runner_name: str, flow_run_
         "started_at": first,
         "failed": sorted(n for n, s in services.items() if s["state"] == "failed"),
         "skipped": sorted(n for n, s in services.items() if s["state"] == "skipped"),
+        "cancelled": sorted(n for n, s in services.items() if s["state"] == "cancelled"),
+        "not_run": sorted(n for n, s in services.items() if s["state"] == "not_run"),
+        "cancel_reason": dispatcher.cancelled,
         "services": services,
     }
 
@@ -129,6 +132,13 @@ def summary(report: dict) -> str:
     for name in report["failed"]:
         s = report["services"][name]
         lines.append(f"FAILED  {name} after {s['attempts']} attempt(s): {s['error']}")
+    if report.get("cancel_reason"):
+        lines.append(f"CANCELLED ({report['cancel_reason']}): {len(report.get('cancelled', []))} in flight "
+                     f"({', '.join(report.get('cancelled', [])) or 'none'}), "
+                     f"{len(report.get('not_run', []))} not started")
+    if report.get("resumed"):
+        lines.append(f"resumed: {len(report['resumed'])} services had completed in run {report.get('resumed_from')}"
+                     " and were not run again")
     if report["skipped"]:
         lines.append(f"SKIPPED {len(report['skipped'])} downstream of a failure: {', '.join(report['skipped'])}")
     return "\n".join(lines)

@@ -51,6 +51,12 @@ class Outcome:
 Done = Callable[["Outcome | BaseException"], None]
 
 
+class WorkerLost(RuntimeError):
+    """The worker running a service died (killed, out of memory, node gone) before
+    reporting. Runners translate their engine's own error into this one, so the
+    dispatcher can retry on a surviving worker without knowing the engine."""
+
+
 class Runner(Protocol):
     name: str
     capacity: int  # how many jobs the engine runs at once
@@ -83,6 +89,21 @@ class _Capture(logging.Handler):
 
 
 _capture = _Capture()
+_secrets: set[str] = set()
+
+
+def register_secret(value: str) -> None:
+    """Values to mask in whatever leaves this worker (see ``orchestrator.secrets``)."""
+    if value and len(value) >= 3:  # masking 1-2 characters would garble every message
+        _secrets.add(value)
+
+
+def redact(text: str | None) -> str | None:
+    if text is None or not _secrets:
+        return text
+    for value in sorted(_secrets, key=len, reverse=True):
+        text = text.replace(value, "***")
+    return text
 _capture_lock = threading.Lock()
 _captured_packages: set[str] = set()
 
@@ -151,6 +172,9 @@ def execute(job: Job) -> Outcome:
     finally:
         end = time.time()
         _capture.buffers.pop(me, None)
+    if _secrets:
+        logs = [(c, lv, name, redact(msg)) for c, lv, name, msg in logs]
+        err, tb = redact(err), redact(tb)
     return Outcome(job.key, ok, start, end, worker_name(), tuple(logs), err, tb)
 
 

@@ -21,7 +21,7 @@ import threading
 import uuid
 from contextlib import ExitStack
 
-from .base import Done, Job, execute, probe, warm
+from .base import Done, Job, WorkerLost, execute, probe, warm
 
 
 class DaskRunner:
@@ -50,6 +50,11 @@ class DaskRunner:
                 lg = logging.getLogger("distributed")
                 if lg.getEffectiveLevel() < logging.WARNING:
                     lg.setLevel(logging.WARNING)
+                # a dying worker must surface as a failed attempt that the dispatcher
+                # retries and reports, not be re-run silently by the scheduler
+                import dask
+
+                self._stack.enter_context(dask.config.set({"distributed.scheduler.allowed-failures": 0}))
                 procs = max(1, min(self.workers, os.cpu_count() or 1))
                 cluster = self._stack.enter_context(LocalCluster(
                     n_workers=procs, threads_per_worker=math.ceil(self.workers / procs),
@@ -94,9 +99,12 @@ class DaskRunner:
                 if f.status != "finished":  # error, cancelled, lost
                     done = self._callbacks.pop(f.key)
                     try:
-                        done(f.exception() or RuntimeError(f"dask future {f.key} ended as {f.status}"))
-                    except BaseException as exc:
-                        done(exc)
+                        exc = f.exception() or RuntimeError(f"dask future {f.key} ended as {f.status}")
+                    except BaseException as err:
+                        exc = err
+                    if type(exc).__name__ == "KilledWorker":
+                        exc = WorkerLost(f"dask worker died while running {f.key}: {exc}")
+                    done(exc)
             if more is None:
                 return
 

@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 
-from .base import Done, Job, execute, probe, warm
+from .base import Done, Job, WorkerLost, execute, probe, warm
 
 
 class RayRunner:
@@ -65,6 +65,8 @@ class RayRunner:
             try:
                 done(f.result())
             except BaseException as exc:  # worker died, task cancelled ...
+                if type(exc).__name__ in ("WorkerCrashedError", "NodeDiedError", "OutOfMemoryError"):
+                    exc = WorkerLost(f"ray worker died while running {job.name!r}: {exc}")
                 done(exc)
 
         ref.future().add_done_callback(callback)
