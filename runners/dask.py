@@ -116,4 +116,23 @@ class DaskRunner:
         return fut
 
     def cancel(self, handle) -> None:
+        """Stop a queued or running service. Dask cannot interrupt a running task's
+        thread, so the worker process running it is restarted by its nanny (only in a
+        cluster critpath started: a shared cluster's workers are not ours to restart).
+        Other services on that worker come back as lost workers and are retried."""
+        running_on = []
+        if not self.address:
+            try:
+                running_on = [a for a, keys in self.client.processing().items() if handle.key in keys]
+            except Exception:  # noqa: BLE001 - the cluster may be shutting down
+                pass
         handle.cancel()
+        if running_on:
+            threading.Thread(target=self._restart, args=(running_on,), daemon=True,
+                             name="critpath-dask-restart").start()
+
+    def _restart(self, addresses) -> None:
+        try:
+            self.client.restart_workers(addresses, timeout=60, raise_for_error=False)
+        except Exception:  # noqa: BLE001 - best effort; the dispatcher has moved on
+            pass
