@@ -54,6 +54,8 @@ def run(graph: Graph, runner="threads", *, max_concurrency: int | None = None, w
     prefect_env_defaults()
     from prefect import flow
 
+    if control is not None and control.handles_signals:
+        start_prefect_api()
     for label, value in (("--max-concurrency", max_concurrency), ("--workers", workers)):
         if value is not None and (not isinstance(value, int) or value < 1):
             raise CritpathError(f"{label} {value!r}: must be a whole number of at least 1")
@@ -76,12 +78,23 @@ def run(graph: Graph, runner="threads", *, max_concurrency: int | None = None, w
         refresh_flow = flow(name=flow_name, log_prints=False, persist_result=False,
                             validate_parameters=False)(refresh)
         state = refresh_flow(graph.source or "<python>", runner.name, limit, len(graph), return_state=True)
+        _drain_prefect()
     if "report" not in result:  # the flow run crashed before the dispatcher finished
         raise RuntimeError(f"the refresh flow run ended without a report: {state.message}")
     report = result["report"]
     if json_report:
         write_report(report, json_report)
     return report
+
+
+def _drain_prefect() -> None:
+    """Deliver the flow run's last log lines and events now. Left to interpreter exit,
+    they race Prefect's temporary server shutting down and print 'Error logging to API'."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=10)
+    EventsWorker.drain_all(timeout=10)
 
 
 def refresh_in_flow(plan, runner, observers: Iterable = (), result: dict | None = None,
@@ -103,7 +116,14 @@ def refresh_in_flow(plan, runner, observers: Iterable = (), result: dict | None 
         dispatcher = Dispatcher(plan, runner, [recorder, *observers], max_concurrency=plan.max_concurrency)
         if control is not None:
             control.attach(dispatcher)
-        runs = dispatcher.run()
+        # Prefect installs its own SIGTERM handler when the flow run starts: take the
+        # signals back for the dispatcher while it runs (only the main thread can)
+        import threading
+
+        guard = (cancel_on_signals(control) if control is not None and control.handles_signals
+                 and threading.current_thread() is threading.main_thread() else _Nothing())
+        with guard:
+            runs = dispatcher.run()
     report = build_report(plan, runs, dispatcher, runner.name, flow_run_id)
     # how long after the first dispatch Prefect had stored every final state
     report["prefect_recorded_s"] = (recorder.recorded_at - dispatcher.first_dispatch
@@ -120,6 +140,43 @@ def refresh_in_flow(plan, runner, observers: Iterable = (), result: dict | None 
     return {k: v for k, v in report.items() if k != "services"}
 
 
+class shielded_from_ctrl_c:
+    """Processes started inside this block (Prefect's temporary server, worker
+    processes, a local cluster) inherit a blocked SIGINT, so a terminal's Ctrl-C,
+    which reaches the whole foreground process group, stops only critpath, which
+    then cancels the run and shuts them down in order. Without it the temporary
+    server died with the Ctrl-C and the Cancelled state could not be recorded."""
+
+    def __enter__(self):
+        import signal as _signal
+        import threading
+
+        self.active = threading.current_thread() is threading.main_thread()
+        if self.active:
+            self.previous = _signal.pthread_sigmask(_signal.SIG_BLOCK, {_signal.SIGINT})
+        return self
+
+    def __exit__(self, *exc):
+        import signal as _signal
+
+        if self.active:
+            _signal.pthread_sigmask(_signal.SIG_SETMASK, self.previous)
+
+
+def start_prefect_api() -> None:
+    """Start Prefect's temporary local server now (when no PREFECT_API_URL is set),
+    shielded from Ctrl-C, instead of lazily inside the flow run."""
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value():
+        return
+    from prefect.client.orchestration import get_client
+
+    with shielded_from_ctrl_c():
+        with get_client(sync_client=True):
+            pass
+
+
 def started(name: str, workers: int, address: str | None):
     """The named runner, entered; engine start-up failures become one-line errors."""
     from runners import make_runner
@@ -129,7 +186,8 @@ def started(name: str, workers: int, address: str | None):
     class _Guard:
         def __enter__(self):
             try:
-                return runner.__enter__()
+                with shielded_from_ctrl_c():
+                    return runner.__enter__()
             except CritpathError:
                 raise
             except Exception as exc:
@@ -153,6 +211,7 @@ class RunControl:
         self.dispatcher = None
         self.reason: str | None = None
         self.signal: int | None = None
+        self.handles_signals = False
 
     def attach(self, dispatcher) -> None:
         self.dispatcher = dispatcher
@@ -185,6 +244,7 @@ class cancel_on_signals:
     def __enter__(self):
         import signal as _signal
 
+        self.control.handles_signals = True
         for sig in (_signal.SIGINT, _signal.SIGTERM):
             self.previous[sig] = _signal.signal(sig, self._handler)
         return self.control
@@ -194,3 +254,11 @@ class cancel_on_signals:
 
         for sig, handler in self.previous.items():
             _signal.signal(sig, handler)
+
+
+class _Nothing:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return None

@@ -71,8 +71,8 @@ class PrefectRecorder:
         self._inbox.put(None)
         self._thread.join()
         # deliver every event and log line before the flow run is finalised
-        EventsWorker.drain_all(timeout=30)
-        APILogWorker.drain_all(timeout=30)
+        EventsWorker.drain_all(timeout=20)
+        APILogWorker.drain_all(timeout=20)
         self.confirmed = self._confirm_persisted()
         self.recorded_at = time.time()
 
@@ -93,15 +93,20 @@ class PrefectRecorder:
             any_=["COMPLETED", "FAILED", "CANCELLED", "CRASHED"])))
         runs = FlowRunFilter(id=FlowRunFilterId(any_=[self.flow_run_id]))
         deadline = time.monotonic() + timeout
-        with get_client(sync_client=True) as client:
+        # a busy server must not hold the refresh: each request gets a few seconds,
+        # and the whole check gives up at the deadline with a warning
+        with get_client(sync_client=True, httpx_settings={"timeout": 5.0}) as client:
             while True:
                 got, page = 0, 200
-                while True:
-                    batch = client.read_task_runs(flow_run_filter=runs, task_run_filter=final, limit=page,
-                                                  offset=got, sort=TaskRunSort.ID_DESC)
-                    got += len(batch)
-                    if len(batch) < page:
-                        break
+                try:
+                    while True:
+                        batch = client.read_task_runs(flow_run_filter=runs, task_run_filter=final, limit=page,
+                                                      offset=got, sort=TaskRunSort.ID_DESC)
+                        got += len(batch)
+                        if len(batch) < page or time.monotonic() > deadline:
+                            break
+                except Exception:  # noqa: BLE001 - timeouts, 503s: try again until the deadline
+                    got = -1
                 if got >= want:
                     return True
                 if time.monotonic() > deadline:
