@@ -68,6 +68,7 @@ class Dispatcher:
         self.last_completion: float | None = None
         self.cancelled: str | None = None  # why, once the cancel took effect
         self._cancel_requested: str | None = None
+        self._retries_pending = 0  # retry timers not yet fired; timeout timers don't keep the run alive
 
     def cancel(self, reason: str = "cancelled") -> None:
         """Stop the run: nothing more starts, in-flight work is cancelled on the engine.
@@ -98,8 +99,8 @@ class Dispatcher:
                 self._cancel_all(self._cancel_requested)
                 break
             self._dispatch()
-            if not self._inflight and not self._timers and q.idle():
-                break
+            if not self._inflight and not self._retries_pending and q.idle():
+                break  # stale timeout timers of finished attempts must not keep the run alive
             timeout = max(0.0, self._timers[0][0] - self.clock()) if self._timers else None
             # marks where the dispatcher goes idle: tests check that no ready service
             # could have had a free slot at any of these points (work conservation)
@@ -116,6 +117,7 @@ class Dispatcher:
                 if kind == "timeout":
                     self._timeout(i, attempt)
                 else:  # retry delay over: ready again
+                    self._retries_pending -= 1
                     self._ready_again(i)
         return self.runs
 
@@ -183,6 +185,7 @@ class Dispatcher:
             return
         self.cancelled = reason
         self._timers.clear()
+        self._retries_pending = 0
         for i, (attempt, handle) in sorted(self._inflight.items()):
             if handle is not None:
                 try:
@@ -223,6 +226,7 @@ class Dispatcher:
             run.state = "retrying"
             self._emit("retry", i, outcome=outcome, delay=svc.retry_delay)
             if svc.retry_delay > 0:
+                self._retries_pending += 1
                 self._timer(svc.retry_delay, "retry", i, run.attempts)
             else:
                 self._ready_again(i)
