@@ -43,7 +43,8 @@ class RayRunner:
             ray.init(address=self.address, **kwargs)
             self._started = True
         else:
-            ray.init(num_cpus=self.workers, **kwargs)
+            # a local instance talks over loopback only, not the machine's interface address
+            ray.init(num_cpus=self.workers, _node_ip_address="127.0.0.1", **kwargs)
             self._started = True
         if self.address:
             self.capacity = int(ray.cluster_resources().get("CPU", self.workers))
