@@ -266,3 +266,7 @@ def server(host, port, config_path):
         sys.exit(subprocess.call(cmd, env=env))
     except KeyboardInterrupt:
         sys.exit(0)
+
+
+from benchmarks.cli import bench as _bench  # noqa: E402 - the benchmarks live in benchmarks/
+main.add_command(_bench)

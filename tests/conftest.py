@@ -119,3 +119,31 @@ for _name, _builder in TOPOLOGIES.items():
 @pytest.fixture
 def topologies() -> dict[str, Callable[[], Graph]]:
     return TOPOLOGIES
+
+
+# -- live runs: a real Prefect server and every runner -----------------------------------------
+# Defined in their own modules (tests/prefect_fixtures.py, tests/runner_fixtures.py) and made
+# visible here; importing them costs nothing until a test asks for one.
+from tests.prefect_fixtures import prefect_server  # noqa: E402,F401
+from tests.runner_fixtures import runner_name  # noqa: E402,F401
+
+MARKERS = {
+    "dask": "runs a real Dask cluster with worker processes",
+    "ray": "runs a real local Ray instance",
+    "server": "starts a real Prefect server on 127.0.0.1",
+}
+
+
+def pytest_configure(config):
+    """Registers the markers that pyproject.toml does not (it may, or may not, list them)."""
+    known = {line.split(":", 1)[0].strip() for line in config.getini("markers")}
+    for name, text in MARKERS.items():
+        if name not in known:
+            config.addinivalue_line("markers", f"{name}: {text}")
+
+
+def pytest_collection_modifyitems(items):
+    """Every test that needs ``prefect_server`` (directly or through a fixture) is a server test."""
+    for item in items:
+        if "prefect_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.server)

@@ -1,0 +1,193 @@
+"""The bench environment: one real ``prefect server start`` for every run of a bench.
+
+critpath and the Prefect-native baseline talk to the same server, started here on
+127.0.0.1 with a private ``PREFECT_HOME`` (its own SQLite database, removed after)
+and the task-run recorder settings of ``orchestrator.flow.SERVER_DEFAULTS`` (batch
+size 500 instead of Prefect's 1). A temporary in-process server would not do:
+Prefect-native tasks on Dask worker processes need an API they can reach
+(BASELINES.md, "Server process did not start").
+
+``bench_environment()`` also sets, in ``os.environ`` and before any engine starts,
+what every worker process must inherit: ``PREFECT_API_URL`` (Prefect-native tasks
+on Dask and Ray workers report to it), the repository root on ``PYTHONPATH`` (Ray
+workers do not receive the driver's ``sys.path``) and a scratch warehouse for the
+bundled refresh. Everything is restored on exit.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+ROOT = Path(__file__).resolve().parent.parent
+#: /api/health answers after 10-15 s on a 2-core machine (BASELINES.md); more when loaded
+START_TIMEOUT_S = 120
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """TERM, then KILL, the server's own process group (uvicorn and its services)."""
+    for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+        if proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            continue
+
+
+FLUSH = "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL"
+
+
+def server_fixes(env: dict) -> dict:
+    """Prefect 3.8.8's task-run recorder sleeps ``int(flush_interval)`` seconds between
+    flushes: 0.25 becomes ``asyncio.sleep(0)``, a loop that keeps an idle server at
+    ~75% of a core (1.5% with 1 s), a third of this 2-core machine. Whole seconds only."""
+    try:
+        value = float(env.get(FLUSH, "5"))
+    except ValueError:
+        return {}
+    return {FLUSH: "1"} if 0 < value < 1 else {}
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str  # http://127.0.0.1:PORT/api
+    pid: int  # leader of its own process group
+
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by every process of the server's process group."""
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:  # the process ended while we looked
+                continue
+            if int(fields[2]) == self.pid:  # pgrp
+                total += int(fields[11]) + int(fields[12])  # utime + stime
+        return total / os.sysconf("SC_CLK_TCK")
+
+    def settle(self, busy: float = 0.1, window: float = 0.5, limit: float = 30.0) -> float:
+        """Wait (at most ``limit`` s) until the server uses under ``busy`` of a core.
+
+        After a run the server still digests its events (task-run states, logs)
+        for a while; a measurement started then would share the 2 cores with it.
+        Returns the seconds waited. Measures the server, not the run: this is the
+        harness keeping runs apart, not a poll for a run's state.
+        """
+        if not Path("/proc/self/stat").exists():
+            return 0.0
+        t0 = time.monotonic()
+        before = self.cpu_seconds()
+        while time.monotonic() - t0 < limit:
+            time.sleep(window)
+            now = self.cpu_seconds()
+            if now - before < busy * window:
+                break
+            before = now
+        return time.monotonic() - t0
+
+
+@contextmanager
+def prefect_server(home: Path) -> Iterator[Server]:
+    """A fresh ``prefect server start`` on 127.0.0.1."""
+    from orchestrator.flow import SERVER_DEFAULTS
+
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(SERVER_DEFAULTS)  # the bench's server: these values, whatever the shell has
+    env.update(server_fixes(env))
+    env["PREFECT_HOME"] = str(home)
+    log_path = home / "server.log"
+    for _ in range(3):  # the port can be taken between choosing it and the server binding it
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}/api"
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                                     "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while time.monotonic() < deadline and proc.poll() is None:
+                if _healthy(url):
+                    break
+                time.sleep(0.25)  # waiting for a process we started to answer; bounded
+            if proc.poll() is None and _healthy(url):
+                yield Server(url, proc.pid)
+                return
+        finally:
+            _stop(proc)
+        tail = log_path.read_text(errors="replace")[-2000:]
+        if "already in use" not in tail:
+            break
+    raise RuntimeError(f"prefect server did not answer within {START_TIMEOUT_S} s; its log ({log_path}):\n{tail}")
+
+
+@contextmanager
+def _environ(**values: str) -> Iterator[None]:
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@contextmanager
+def bench_environment(keep_dir: str | None = None) -> Iterator[Server]:
+    """Start the server and set the inherited environment; yields the ``Server``."""
+    from orchestrator.flow import prefect_env_defaults
+
+    with ExitStack() as stack:
+        scratch = Path(keep_dir) if keep_dir else Path(stack.enter_context(tempfile.TemporaryDirectory(
+            prefix="critpath-bench-")))
+        (scratch / "prefect").mkdir(parents=True, exist_ok=True)
+        server = stack.enter_context(prefect_server(scratch / "prefect"))
+        url = server.url
+        path = [str(ROOT), *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]]
+        stack.enter_context(_environ(PREFECT_API_URL=url, PYTHONPATH=os.pathsep.join(dict.fromkeys(path)),
+                                     CRITPATH_WAREHOUSE=str(scratch / "warehouse")))
+        prefect_env_defaults()
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        stack.enter_context(temporary_settings(updates={PREFECT_API_URL: url}))
+        stack.callback(_drain_prefect)
+        yield server
+
+
+def _drain_prefect() -> None:
+    """Deliver what Prefect still buffers while the server is up, not at interpreter exit."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=10)
+    EventsWorker.drain_all(timeout=10)

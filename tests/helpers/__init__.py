@@ -1,0 +1,1 @@
+"""Importable helpers for the runner contract tests (worker processes import them by name)."""
