@@ -92,6 +92,16 @@ def load_inputs(graph_file, modules, config_path, pools, time_scale, default_ret
     return Graph(services, limits, graph.source), cfg
 
 
+def _check_runner(name: str) -> None:
+    from runners import RUNNERS
+
+    from .errors import did_you_mean
+
+    if name not in RUNNERS:
+        raise CritpathError(f"unknown runner {name!r}{did_you_mean(name, RUNNERS)}; "
+                            f"choose one of: {', '.join(RUNNERS)}")
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="critpath")
 def main():
@@ -147,14 +157,16 @@ def run(graph_file, modules, config_path, select, pools, max_concurrency, time_s
     from .ledger import Ledger, completed_in
 
     validate(graph)  # before any engine starts: bad input costs nothing
+    _check_runner(runner)
     selected = graph.select(select or cfg.select)
     resumed_from, done = completed_in(cfg.state_dir, None if resume == "last" else resume) if resume else (None, set())
     done &= set(selected.names)
     rough = make_plan(selected, max_concurrency or cfg.max_concurrency or 8, simulate_schedule=False)
     with Ledger(cfg.state_dir) as ledger:
         ledger.record_resumed(sorted(done))
-        click.echo(f"critpath: run {ledger.run_id}" + (f", resuming {resumed_from}: {len(done)} of "
-                   f"{len(selected)} services already completed" if resume else ""), err=True)
+        if resume:
+            click.echo(f"critpath: resuming run {resumed_from}: {len(done)} of {len(selected)} services "
+                       "already completed", err=True)
         with Progress(len(selected) - len(done), rough.critical_path_s, live=progress) as prog, \
                 cancel_on_signals(RunControl()) as control:
             report = run_graph(graph, runner, max_concurrency=max_concurrency or cfg.max_concurrency,
@@ -168,7 +180,7 @@ def run(graph_file, modules, config_path, select, pools, max_concurrency, time_s
     write_report(report, report_path)
     page = write_timeline(report, Path(report_path).with_suffix(".html"))
     click.echo(summary(report))
-    click.echo(f"report: {report_path}\ntimeline: {page}")
+    click.echo(f"run: {ledger.run_id}\nreport: {report_path}\ntimeline: {page}")
     if report.get("cancel_reason") or report["failed"]:
         import shlex
 
@@ -215,13 +227,7 @@ def serve(graph_file, modules, config_path, select, runner, workers, max_concurr
     validate(graph)  # refuse to serve a graph that can never run
     graph.select(select or cfg.select)
     if runner:
-        from runners import RUNNERS
-
-        if runner not in RUNNERS:
-            from .errors import did_you_mean
-
-            raise CritpathError(f"unknown runner {runner!r}{did_you_mean(runner, RUNNERS)}; "
-                                f"choose one of: {', '.join(RUNNERS)}")
+        _check_runner(runner)
     if cron is None and interval is None:
         cron, interval = cfg.schedule.get("cron"), cfg.schedule.get("interval")
     if cron is None and interval is None:

@@ -54,8 +54,6 @@ def run(graph: Graph, runner="threads", *, max_concurrency: int | None = None, w
     prefect_env_defaults()
     from prefect import flow
 
-    if control is not None and control.handles_signals:
-        start_prefect_api()
     for label, value in (("--max-concurrency", max_concurrency), ("--workers", workers)):
         if value is not None and (not isinstance(value, int) or value < 1):
             raise CritpathError(f"{label} {value!r}: must be a whole number of at least 1")
@@ -68,6 +66,8 @@ def run(graph: Graph, runner="threads", *, max_concurrency: int | None = None, w
         if isinstance(runner, str):
             runner = stack.enter_context(started(runner, workers or max_concurrency or DEFAULT_CONCURRENCY,
                                                   address))
+        if control is not None and control.handles_signals:
+            start_prefect_api()  # after the runner: a bad --address fails before Prefect starts
         limit = max_concurrency or runner.capacity
         plan = make_plan(graph, limit)
         result: dict = {}
