@@ -31,6 +31,8 @@ SERVER_DEFAULTS = {
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "500",
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE": "500",
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "0.25",
+    # the temporary server needs 5-15 s to answer on a busy 2-core machine; Prefect gives up at 20
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
 }
 
 
@@ -63,6 +65,10 @@ def run(graph: Graph, runner="threads", *, max_concurrency: int | None = None, w
     if done:
         graph = graph.subgraph(n for n in graph.names if n not in done)
     with ExitStack() as stack:
+        from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS as STARTUP, temporary_settings
+
+        if STARTUP.value() < 90:  # settings were read at import: the env default may be too late
+            stack.enter_context(temporary_settings(updates={STARTUP: 90}))
         if isinstance(runner, str):
             runner = stack.enter_context(started(runner, workers or max_concurrency or DEFAULT_CONCURRENCY,
                                                   address))
@@ -171,8 +177,9 @@ def start_prefect_api() -> None:
     if PREFECT_API_URL.value():
         return
     from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS as STARTUP, temporary_settings
 
-    with shielded_from_ctrl_c():
+    with shielded_from_ctrl_c(), temporary_settings(updates={STARTUP: max(90, STARTUP.value())}):
         with get_client(sync_client=True):
             pass
 
