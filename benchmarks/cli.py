@@ -64,9 +64,9 @@ class Bench:
     def _case(self, measure: str, label: str, case, rounds: int, runner: str = "-") -> None:
         t0 = time.monotonic()
         try:
-            for _ in range(rounds):
-                case.baseline_round()
+            for _ in range(rounds):  # interleaved: critpath, then the baselines, round after round
                 case.critpath_round()
+                case.baseline_round()
             row = case.row()
         except Exception as exc:  # noqa: BLE001 - a measurement that breaks is a row, and --check says so
             row = {"measure": measure, "runner": runner, "error": f"{type(exc).__name__}: {exc}"}
@@ -100,7 +100,7 @@ class Bench:
             from .planner_scale import Planner
 
             for n in s.planner_sizes:
-                self._case("planner", f"{n:,} services", Planner(n), 1)
+                self._case("planner", f"{n:,} services", Planner(n, s.planner_memory), 1)
         engine_measures = {"overhead", "throughput", "efficiency", "refresh"} & set(s.measures)
         if engine_measures:
             from .server import bench_environment

@@ -57,10 +57,10 @@ def measure(n: int, trace_memory: bool = False) -> dict:
     return out
 
 
-def in_subprocess(n: int) -> dict:
+def in_subprocess(n: int, memory: bool = True) -> dict:
     """Times from one fresh process, memory from another (tracing slows everything)."""
-    row = {}
-    for flag in ("", "--memory"):
+    row = {"traced_peak_mb": None}
+    for flag in ("", "--memory") if memory else ("",):
         cmd = [sys.executable, "-m", "benchmarks.planner_scale", str(n)] + ([flag] if flag else [])
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         if done.returncode != 0:
@@ -75,15 +75,16 @@ def in_subprocess(n: int) -> dict:
 class Planner:
     """The planner measure, with the same verbs as the others (no baselines to interleave)."""
 
-    def __init__(self, n: int):
+    def __init__(self, n: int, memory: bool = True):
         self.n = n
+        self.memory = memory
         self.rows: list[dict] = []
 
     def baseline_round(self) -> None:
         pass
 
     def critpath_round(self) -> dict:
-        self.rows.append(in_subprocess(self.n))
+        self.rows.append(in_subprocess(self.n, self.memory))
         return self.rows[-1]
 
     def row(self) -> dict:

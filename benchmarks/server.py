@@ -82,24 +82,22 @@ class Server:
     pid: int  # leader of its own process group
 
     def cpu_seconds(self) -> float:
-        """CPU time used so far by every process of the server's process group."""
-        total = 0
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:  # the process ended while we looked
-                continue
-            if int(fields[2]) == self.pid:  # pgrp
-                total += int(fields[11]) + int(fields[12])  # utime + stime
-        return total / os.sysconf("SC_CLK_TCK")
+        """CPU time used so far by the server's process group and by every process
+        this one started (engine workers, Ray's raylet and its workers, ...)."""
+        procs = _processes()
+        mine = _descendants(procs, os.getpid())
+        return sum(cpu for pid, (ppid, pgrp, cpu) in procs.items() if pgrp == self.pid or pid in mine) \
+            / os.sysconf("SC_CLK_TCK")
 
-    def settle(self, busy: float = 0.1, window: float = 0.5, limit: float = 30.0) -> float:
-        """Wait (at most ``limit`` s) until the server uses under ``busy`` of a core.
+    def settle(self, busy: float = 0.2, window: float = 0.5, limit: float = 60.0) -> float:
+        """Wait (at most ``limit`` s) until the server and our engines together use
+        under ``busy`` of a core.
 
-        After a run the server still digests its events (task-run states, logs)
-        for a while; a measurement started then would share the 2 cores with it.
-        Returns the seconds waited. Measures the server, not the run: this is the
-        harness keeping runs apart, not a poll for a run's state.
+        After a run the server still digests its events (task-run states, logs), and
+        a Prefect-native run on Ray leaves dozens of Ray workers starting up; a
+        measurement started then would share the 2 cores with them. Returns the
+        seconds waited. This is the harness keeping runs apart, not a poll for a
+        run's state.
         """
         if not Path("/proc/self/stat").exists():
             return 0.0
@@ -108,10 +106,36 @@ class Server:
         while time.monotonic() - t0 < limit:
             time.sleep(window)
             now = self.cpu_seconds()
-            if now - before < busy * window:
+            # below 0: processes ended within the window, their CPU unknown: look again
+            if 0 <= now - before < busy * window:
                 break
             before = now
         return time.monotonic() - t0
+
+
+def _processes() -> dict[int, tuple[int, int, int]]:
+    """pid -> (ppid, process group, utime + stime in ticks), from /proc."""
+    out = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):  # the process ended while we looked
+            continue
+        out[int(stat.parent.name)] = (int(fields[1]), int(fields[2]), int(fields[11]) + int(fields[12]))
+    return out
+
+
+def _descendants(procs: dict, root: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in procs.items():
+        children.setdefault(ppid, []).append(pid)
+    seen, todo = set(), [root]
+    while todo:
+        for c in children.get(todo.pop(), ()):
+            if c not in seen:
+                seen.add(c)
+                todo.append(c)
+    return seen
 
 
 @contextmanager

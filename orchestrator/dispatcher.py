@@ -124,7 +124,12 @@ class Dispatcher:
     def _dispatch(self) -> None:
         from runners.base import Job  # plain data; runners/base imports no engine
 
-        for i in self._q.pop_startable():
+        # a submit that fails frees its slot at once: keep choosing until nothing can start
+        while batch := self._q.pop_startable():
+            self._start_batch(batch, Job)
+
+    def _start_batch(self, batch, Job) -> None:
+        for i in batch:
             name = self.graph.names[i]
             svc = self.graph.services[name]
             run = self.runs[name]

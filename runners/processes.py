@@ -42,7 +42,7 @@ class ProcessRunner:
         self.capacity = workers
         self._lock = threading.Lock()
         self._idle: deque[_Worker] = deque()
-        self._queue: deque[tuple[Job, Done]] = deque()  # only while a replacement starts
+        self._queue: deque[tuple[Job, Done, bytes]] = deque()  # only while a replacement starts
         self._all: set[_Worker] = set()
         self._closing = False
 
@@ -89,18 +89,20 @@ class ProcessRunner:
 
     # -- work ----------------------------------------------------------------------
     def submit(self, job: Job, priority: float, done: Done):
+        # pickled before a worker is taken: an unpicklable job raises here and costs no worker
+        frame = pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)
         with self._lock:
             if not self._idle:  # a replacement for a killed worker is still starting
-                self._queue.append((job, done))
+                self._queue.append((job, done, frame))
                 return job.key
             w = self._idle.popleft()
-            self._send(w, job, done)
+            self._send(w, job, done, frame)
         return job.key
 
-    def _send(self, w: _Worker, job: Job, done: Done) -> None:
+    def _send(self, w: _Worker, job: Job, done: Done, frame: bytes) -> None:
         w.job, w.done = job, done
         try:
-            write_frame(w.jobs, pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))
+            write_frame(w.jobs, frame)
         except (BrokenPipeError, OSError):
             pass  # the reader thread sees the worker die and reports it lost
 

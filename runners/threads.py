@@ -1,14 +1,15 @@
 """Threads in the flow's process: no start-up cost, no pickling; for I/O-bound
 services (warehouse queries, HTTP) and tests.
 
-The pool has spare threads beyond ``capacity``: a thread cannot be interrupted,
-so an attempt the dispatcher abandoned at its timeout keeps its thread until the
-body returns, and the spare threads keep such stragglers from taking slots the
-dispatcher has already given to other services.
+Each job runs on a daemon thread of its own (the dispatcher already caps how
+many run at once). A thread cannot be interrupted, so an attempt the dispatcher
+abandoned at its timeout keeps running until its body returns; as a daemon it
+neither takes a slot from other services nor keeps the process from exiting,
+which a ``ThreadPoolExecutor`` thread would (they are joined at exit).
 """
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
+import threading
 
 from .base import Done, Job, execute
 
@@ -20,20 +21,26 @@ class ThreadRunner:
         if address:
             raise ValueError("--address does not apply to --runner threads; use --runner dask or ray")
         self.capacity = workers
-        self._pool: ThreadPoolExecutor | None = None
+        self._count = 0
 
     def __enter__(self):
-        self._pool = ThreadPoolExecutor(self.capacity * 2, thread_name_prefix="critpath")
         return self
 
     def __exit__(self, *exc):
-        # don't wait for abandoned (timed-out) attempts: their threads die with the process
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        return None  # abandoned (timed-out) attempts are daemon threads: nothing to wait for
 
-    def submit(self, job: Job, priority: float, done: Done) -> Future:
-        fut = self._pool.submit(execute, job)
-        fut.add_done_callback(lambda f: done(f.exception() or f.result()))
-        return fut
+    def submit(self, job: Job, priority: float, done: Done):
+        def work():
+            try:
+                out = execute(job)
+            except BaseException as exc:  # noqa: BLE001 - execute catches the body's; this is ours
+                out = exc
+            done(out)
 
-    def cancel(self, handle: Future) -> None:
-        handle.cancel()  # only helps if it has not started; threads cannot be killed
+        self._count += 1
+        t = threading.Thread(target=work, name=f"critpath_{self._count % (self.capacity * 2)}", daemon=True)
+        t.start()
+        return t
+
+    def cancel(self, handle) -> None:
+        pass  # a Python thread cannot be stopped; the dispatcher has already freed its slot

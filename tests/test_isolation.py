@@ -35,8 +35,8 @@ from runners.threads import ThreadRunner
 from tests.prefect_fixtures import api
 
 HELPERS = "tests.helpers.services"
-MEET_S = 10.0  # how long a meet waits for its partner: only spent when a worker went missing
-SETTLE_S = 10.0  # bound on a run of two tiny services (~0.1 s): a dispatcher still waiting has hung
+MEET_S = 5.0  # how long a meet waits for its partner: only spent when a worker went missing
+SETTLE_S = 5.0  # bound on a run of two tiny services (~0.1 s): a dispatcher still waiting has hung
 
 
 def unpicklable(name: str, **fields) -> Service:
@@ -95,10 +95,6 @@ def test_unsendable_or_unimportable_services_fail_alone(broken_run):
 
 def test_a_failed_send_keeps_every_worker(broken_run, request):
     runner, report = broken_run
-    if runner == "processes":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "processes: _send() marks the worker busy before pickling, so a job that cannot be "
-            "pickled leaves its worker out of the idle pool for the rest of the run (see report)")))
     meets = {n: (report["services"][n]["state"], report["services"][n]["error"]) for n in ("meet_a", "meet_b")}
     assert meets == {"meet_a": ("completed", None), "meet_b": ("completed", None)}
     if runner != "threads":
@@ -112,11 +108,6 @@ def test_a_failed_send_keeps_every_worker(broken_run, request):
 def test_a_send_failure_in_the_only_slot_does_not_stall_the_run(runner_name, request):
     """With one slot, ``unpicklable`` is dispatched first and fails inside ``submit``; its
     slot is free again at once, and ``after`` must get it."""
-    if runner_name != "threads":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "Dispatcher._dispatch takes one batch from pop_startable(): a failure inside "
-            "runner.submit frees the slot, but with nothing in flight the loop then blocks "
-            "on its inbox for good (see report)")))
     graph = Graph([unpicklable("unpicklable", estimate=10.0), Service("after", duration=0.05)])
     with make_runner(runner_name, 1) as runner:
         dispatcher = Dispatcher(make_plan(graph, 1), runner)
