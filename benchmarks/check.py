@@ -90,7 +90,7 @@ def _first_runner(rows: list[dict], r: dict) -> str | None:
 
 
 def warnings(rows: list[dict]) -> list[str]:
-    """Baselines that failed or broke: shown, but they are not critpath's invariants."""
+    """Baselines that failed or broke, and a server that lagged: shown, never a failure."""
     out = []
     for r in rows:
         for err in r.get("baseline_errors") or ():
@@ -98,4 +98,7 @@ def warnings(rows: list[dict]) -> list[str]:
         for key, who in (("native_failed", "Prefect-native"), ("raw_failed", "raw engine")):
             if r.get(key):
                 out.append(f"{r.get('measure')} on {_where(r)}: {r[key]} {who} service run(s) failed")
+        if r.get("prefect_unconfirmed"):
+            out.append(f"{r.get('measure')} on {_where(r)}: in {r['prefect_unconfirmed']} run(s) Prefect had not "
+                       "stored every final state by critpath's deadline (a busy server; the run itself completed)")
     return out

@@ -41,6 +41,20 @@ def _choices(option: str, value: str | None, known: tuple[str, ...]) -> tuple[st
     return chosen
 
 
+def _quiet_prefect_console() -> None:
+    """Keep Prefect's per-flow-run INFO lines (hundreds of runs) off the console; its
+    API log handler is untouched, so every run's logs still reach the server."""
+    import logging
+
+    import prefect  # noqa: F401 - configures Prefect's logging
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for lg in [logging.getLogger(), *(logging.getLogger(n) for n in list(logging.Logger.manager.loggerDict))]:
+        for h in getattr(lg, "handlers", ()):
+            if isinstance(h, PrefectConsoleHandler):
+                h.setLevel(logging.WARNING)
+
+
 def _versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -151,8 +165,7 @@ class Bench:
                     try:
                         engine.run(noop_fanout(runner.capacity), runner.capacity)  # warm every worker
                         self._case("throughput", f"{name} @ {runner.capacity}",
-                                   Throughput(engine, s, runner.capacity, with_native=False),
-                                   s.throughput_repeats, name)
+                                   Throughput(engine, s, runner.capacity, with_native=False), 1, name)
                     finally:
                         engine.close()
         except Exception as exc:  # noqa: BLE001 - e.g. the engine would not start: the other runners go on
@@ -204,6 +217,11 @@ def bench(quick, only, runners, json_path, check, solver_time_limit, cases):
         settings.cases = tuple(pairs)
     console = Console(width=max(Console().width, 180))
     err = Console(stderr=True)
+    import signal
+
+    # a CI timeout's SIGTERM unwinds like Ctrl-C: the server and the engines are stopped
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    _quiet_prefect_console()
     load_before = os.getloadavg()
     started_at = datetime.now(timezone.utc)
     err.print(f"critpath bench{' --quick' if quick else ''}: {', '.join(settings.measures)} on "

@@ -66,7 +66,9 @@ def efficiency(rows: list[dict]) -> Table:
                "bound = max(critical path, work / conc, pool work / pool limit). best = the best schedule CP-SAT "
                "found within its time limit [its proven lower bound]; OPTIMAL when they meet (durations rounded to "
                "ms, so +-0.001). sim = the plan's simulated makespan. Prefect-native and raw run only on the "
-               "families without pools, at the baseline concurrencies (n/a elsewhere). Targets: achieved / sim "
+               "families without pools, at the baseline concurrencies (n/a elsewhere; Prefect and the raw engines "
+               "have no pool limits), and Prefect-native on Ray only on the two issue graphs (each waiting task "
+               "holds a Ray worker and Ray starts another: minutes per deep graph). Targets: achieved / sim "
                "<= 1.05, sim / best <= 1.05.",
                ["case", "conc", "n", "bound", "best [proven]", "sim", "sim/best", "runner", "achieved",
                 "/bound", "/best", "/sim", "native", "raw", "native/best", "raw/best"])
