@@ -25,8 +25,11 @@ def refresh(folder: str = ".", config: str | None = None, graph: str | None = No
             runner: str | None = None, select: str | None = None, max_concurrency: int | None = None,
             workers: int | None = None, address: str | None = None):
     """One refresh of the project in ``folder``, inside this flow run."""
+    import threading
+    from contextlib import nullcontext
+
     from .cli import load_inputs
-    from .flow import DEFAULT_CONCURRENCY, refresh_in_flow, started
+    from .flow import DEFAULT_CONCURRENCY, RunControl, cancel_on_signals, refresh_in_flow, started
     from .planner import make_plan
     from .report import write_report
     from .validate import validate
@@ -39,10 +42,17 @@ def refresh(folder: str = ".", config: str | None = None, graph: str | None = No
     g = g.select(select or cfg.select)
     name = runner or cfg.runner
     limit = max_concurrency or cfg.max_concurrency
-    with started(name, workers or cfg.workers or limit or DEFAULT_CONCURRENCY, address or cfg.address) as r:
-        plan = make_plan(g, limit or r.capacity)
-        result: dict = {}
-        outcome = refresh_in_flow(plan, r, (), result)
+    # When serve stops (Ctrl-C) Prefect's runner cancels in-flight runs with SIGTERM.
+    # Prefect's own handler raises TerminationSignal wherever the main thread happens
+    # to be (even in a finalizer, where it is ignored and only printed); critpath's
+    # handler cancels the refresh instead: work stops on the engine, the run ends Cancelled.
+    control = RunControl()
+    main = threading.current_thread() is threading.main_thread()
+    with cancel_on_signals(control) if main else nullcontext():
+        with started(name, workers or cfg.workers or limit or DEFAULT_CONCURRENCY, address or cfg.address) as r:
+            plan = make_plan(g, limit or r.capacity)
+            result: dict = {}
+            outcome = refresh_in_flow(plan, r, (), result, control if main else None)
     report = result["report"]
     runs = Path(cfg.state_dir) / "runs"
     write_report(report, runs / f"{report['flow_run_id']}.json")
@@ -80,15 +90,43 @@ def serve_forever(name: str, cron: str | None, interval: float | None, parameter
 
 
 def _serve_in_this_process(name: str, cron: str | None, interval: float | None, parameters: dict) -> None:
-    import warnings
+    """``Flow.serve``, with a SIGTERM that stops the runner from inside its event loop.
+
+    Prefect's runner handles SIGTERM by calling ``sys.exit`` from the signal handler,
+    wherever the loop is, and its pending tasks then die printing tracebacks. Here the
+    signal only sets an event; the loop then awaits ``Runner.astop()``, which cancels
+    in-flight runs (their processes get SIGTERM, and critpath's handler in ``refresh``
+    cancels each refresh, which ends Cancelled), and returns.
+    """
+    import asyncio
+    import signal
 
     from prefect.deployments.runner import EntrypointType
+    from prefect.runner import Runner
 
-    # Prefect's SIGTERM handler calls the async Runner.stop() without awaiting it
-    warnings.filterwarnings("ignore", message="coroutine 'Runner.astop' was never awaited")
-    refresh.serve(name=name, cron=cron, interval=interval, parameters=parameters,
-                  entrypoint_type=EntrypointType.MODULE_PATH, pause_on_shutdown=False,
-                  print_starting_message=True)
+    runner = Runner(name=name, pause_on_shutdown=False)
+    runner.add_flow(refresh, name=name, cron=cron, interval=interval, parameters=parameters,
+                    entrypoint_type=EntrypointType.MODULE_PATH)
+    print(f"critpath: serving deployment 'critpath-refresh/{name}'; Ctrl-C stops. Start a run now with:\n"
+          f"  prefect deployment run 'critpath-refresh/{name}'", flush=True)
+
+    async def main() -> None:
+        started = asyncio.create_task(runner.start())
+        await asyncio.sleep(0)  # start() installs Prefect's SIGTERM handler before its first await
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait([started, stopping], return_when=asyncio.FIRST_COMPLETED)
+        if started.done():
+            stopping.cancel()
+            return started.result()
+        await runner.astop()
+        try:
+            await asyncio.wait_for(started, 60)
+        except (asyncio.TimeoutError, asyncio.CancelledError):
+            pass
+
+    asyncio.run(main())
 
 
 def server_command(state_dir: str, host: str, port: int) -> tuple[list[str], dict]:

@@ -10,6 +10,13 @@ the results of every future finished so far with one ``client.gather`` (one roun
 trip for the batch). Fetching each result inside Dask's single callback thread
 costs a round trip per service and capped fan-out near 80 services a second.
 No polling: the gatherer blocks on its queue.
+
+Cancelling a running service restarts its worker process (the only way to stop a
+body Dask cannot interrupt). Whatever else was on that worker, or was sent to it
+before it came back, dies with it: that is the runner's own doing, not a lost
+worker, so such jobs are resubmitted here instead of being reported. A job is
+"exposed" when it was live while one of our restarts was under way; only exposed
+jobs that die with ``KilledWorker`` are resubmitted, a few times at most.
 """
 from __future__ import annotations
 
@@ -35,6 +42,10 @@ class DaskRunner:
         self.client = None
         self._finished: queue.SimpleQueue = queue.SimpleQueue()
         self._callbacks: dict[str, object] = {}  # future key -> done
+        self._jobs: dict[str, tuple[Job, float, int, list]] = {}  # key -> (job, priority, resubmits, handle)
+        self._lock = threading.Lock()  # submit, cancel and the gatherer touch the two below
+        self._restarting = 0  # worker restarts of ours under way
+        self._exposed: set[str] = set()  # keys live while a restart of ours was under way
 
     def __enter__(self):
         from distributed import Client, LocalCluster
@@ -82,11 +93,13 @@ class DaskRunner:
             except queue.Empty:
                 more = fut
             ok = [f for f in batch if f.status == "finished"]
+            ok_ids = {id(f) for f in ok}  # a status read once: it can change meanwhile
             try:
                 results = self.client.gather(ok) if ok else []
             except BaseException:  # a result vanished with its worker: fetch one by one below
                 results = None
             for i, f in enumerate(ok):
+                self._forget(f.key)
                 done = self._callbacks.pop(f.key)
                 if results is not None:
                     done(results[i])
@@ -96,37 +109,78 @@ class DaskRunner:
                     except BaseException as exc:
                         done(exc)
             for f in batch:
-                if f.status != "finished":  # error, cancelled, lost
-                    done = self._callbacks.pop(f.key)
+                if id(f) not in ok_ids:  # error, cancelled, lost
                     try:
                         exc = f.exception() or RuntimeError(f"dask future {f.key} ended as {f.status}")
                     except BaseException as err:
                         exc = err
                     if type(exc).__name__ == "KilledWorker":
+                        if self._resubmitted(f.key):
+                            continue
                         exc = WorkerLost(f"dask worker died while running {f.key}: {exc}")
-                    done(exc)
+                    self._forget(f.key)
+                    self._callbacks.pop(f.key)(exc)
             if more is None:
                 return
 
+    def _forget(self, key: str) -> None:
+        with self._lock:
+            self._jobs.pop(key, None)
+            self._exposed.discard(key)
+
+    def _resubmitted(self, key: str) -> bool:
+        """A job killed by our own worker restart runs again, under a new key."""
+        with self._lock:
+            exposed = key in self._exposed
+            job, priority, resubmits, handle = self._jobs.get(key, (None, 0.0, 0, None))
+        if not exposed or job is None or resubmits >= self.MAX_RESUBMITS:
+            return False
+        done = self._callbacks.pop(key)
+        self._forget(key)
+        try:
+            self._submit(job, priority, done, resubmits + 1, handle)
+        except Exception as exc:  # noqa: BLE001 - the cluster is going away: report as usual
+            done(exc)
+        return True
+
+    #: how often one job may be resubmitted after our own restarts killed it (two hung
+    #: services timing out together can kill it twice); beyond that it is a lost worker
+    MAX_RESUBMITS = 3
+
     def submit(self, job: Job, priority: float, done: Done):
+        return self._submit(job, priority, done, 0, [None])
+
+    def _submit(self, job: Job, priority: float, done: Done, resubmits: int, handle: list):
+        """``handle`` (a one-item list, what the dispatcher holds) always points at the
+        job's current future, so a cancel reaches a resubmitted job too."""
         key = f"{job.key}-{uuid.uuid4().hex[:8]}"
         self._callbacks[key] = done
+        with self._lock:
+            self._jobs[key] = (job, priority, resubmits, handle)
+            if self._restarting:
+                self._exposed.add(key)
         fut = self.client.submit(execute, job, key=key, pure=False, priority=priority, retries=0)
+        handle[0] = fut
         fut.add_done_callback(self._finished.put)
-        return fut
+        return handle
 
     def cancel(self, handle) -> None:
         """Stop a queued or running service. Dask cannot interrupt a running task's
         thread, so the worker process running it is restarted by its nanny (only in a
         cluster critpath started: a shared cluster's workers are not ours to restart).
-        Other services on that worker come back as lost workers and are retried."""
+        Other services on that worker are resubmitted (see the module docstring)."""
+        fut = handle[0]
         running_on = []
         if not self.address:
             try:
-                running_on = [a for a, keys in self.client.processing().items() if handle.key in keys]
+                running_on = [a for a, keys in self.client.processing().items() if fut.key in keys]
             except Exception:  # noqa: BLE001 - the cluster may be shutting down
                 pass
-        handle.cancel()
+        if running_on:
+            with self._lock:  # from now until the restart is over, every live job is exposed
+                self._restarting += 1
+                self._exposed.update(self._jobs)
+        fut.cancel()
         if running_on:
             threading.Thread(target=self._restart, args=(running_on,), daemon=True,
                              name="critpath-dask-restart").start()
@@ -136,3 +190,6 @@ class DaskRunner:
             self.client.restart_workers(addresses, timeout=60, raise_for_error=False)
         except Exception:  # noqa: BLE001 - best effort; the dispatcher has moved on
             pass
+        finally:
+            with self._lock:
+                self._restarting -= 1

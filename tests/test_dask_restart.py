@@ -1,0 +1,40 @@
+"""Dask: what the runner's own worker restart kills is resubmitted, not reported lost.
+
+    one worker, one thread:   hang (running)   next (sent to the same worker, waiting)
+
+Cancelling ``hang`` restarts that worker, which kills ``next`` with it. The restart is
+the runner's doing, so ``next`` must come back as a normal outcome; a ``WorkerLost`` here
+would cost it an attempt, and two such restarts could fail a healthy service.
+A worker killed by someone else stays a lost worker (see tests/test_reliability.py).
+"""
+from __future__ import annotations
+
+import queue
+
+import pytest
+
+from runners.base import Job, Outcome
+from runners.dask import DaskRunner
+from tests.helpers.processes import gone, wait_until
+
+pytestmark = pytest.mark.dask
+
+
+def test_a_job_killed_by_our_own_restart_is_resubmitted(tmp_path):
+    pidfile = tmp_path / "hang.pid"
+    outcomes: queue.SimpleQueue = queue.SimpleQueue()
+    with DaskRunner(workers=1) as runner:
+        hang = runner.submit(Job("hang#1", "hang", "tests.helpers.faults:hang", {"pidfile": str(pidfile)}),
+                             1.0, lambda out: outcomes.put(("hang", out)))
+        wait_until(pidfile.exists, 60, "the hung body never started")
+        nxt = runner.submit(Job("next#1", "next", duration=0.05), 0.0, lambda out: outcomes.put(("next", out)))
+        # Dask sends a worker a little more than its thread count: next waits on hang's worker
+        wait_until(lambda: any(nxt[0].key in keys for keys in runner.client.processing().values()),
+                   60, "next was never sent to the worker")
+        runner.cancel(hang)
+        got = dict(outcomes.get(timeout=120) for _ in range(2))
+        assert isinstance(got["next"], Outcome) and got["next"].ok, got["next"]
+        assert not isinstance(got["hang"], Outcome)  # cancelled: the dispatcher ignores it
+        # the worker really was restarted: the hung body's process is gone
+        pid = int(pidfile.read_text())
+        wait_until(lambda: gone(pid), 60, "the exit of the hung body's worker process")
