@@ -2,20 +2,26 @@
 
 Bad input (a graph or config that does not parse or validate, an unknown runner,
 service or tag, an unreachable address) ends with one clear message naming the
-problem and the fix, exit status 2, and no traceback. A run whose services
+problem and the fix, exit status 2, and no traceback. That includes what click
+itself rejects (an unknown option, a value out of range): ``_Group`` turns click's
+usage errors into the same one line, once for every command. A run whose services
 failed exits 1; a clean run exits 0.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
 from .config import DEFAULT_MODULE, Config, load_config
-from .errors import CritpathError
+from .errors import CritpathError, show
+from .limits import MAX_POOL_LIMIT, MAX_RETRIES, MAX_SECONDS, MAX_SLOTS
 
 EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
 
@@ -25,12 +31,48 @@ def _fail(message: str) -> None:
     sys.exit(EXIT_BAD_INPUT)
 
 
+_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
+
+
+@contextmanager
+def _one_line():
+    """Bad input, ours or click's, as one "critpath: error:" line and exit status 2."""
+    try:
+        yield
+    except CritpathError as exc:
+        _fail(str(exc))
+    except _HELP:  # a bare 'critpath' (or group) asks for the help page: click prints it
+        raise
+    except click.ClickException as exc:  # usage errors and bad option values; not --help/--version (Exit)
+        ctx = getattr(exc, "ctx", None)
+        text = " ".join(line.strip() for line in exc.format_message().splitlines() if line.strip())
+        _fail(text.rstrip(".") + (f"; see '{ctx.command_path} --help'" if ctx is not None else ""))
+
+
 class _Group(click.Group):
+    """The top-level options are parsed in ``make_context``; every subcommand's
+    (nested groups included) inside ``invoke``: both are covered."""
+
+    def make_context(self, *args, **kwargs):
+        with _one_line():
+            return super().make_context(*args, **kwargs)
+
     def invoke(self, ctx):
-        try:
+        with _one_line():
             return super().invoke(ctx)
-        except CritpathError as exc:
-            _fail(str(exc))
+
+
+class _FiniteRange(click.FloatRange):
+    """A FloatRange that also refuses nan, which compares False to both bounds and so passes them."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if math.isnan(number):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        return number
+
+
+SLOTS = click.IntRange(1, MAX_SLOTS)
 
 
 def graph_options(f):
@@ -44,12 +86,12 @@ def graph_options(f):
         click.option("--select", metavar="EXPR",
                      help="name, +name (with upstream), name+ (with downstream), tag:x; comma = union."),
         click.option("--pool", "pools", multiple=True, metavar="NAME=N", help="Pool limit (repeatable)."),
-        click.option("--max-concurrency", type=click.IntRange(min=1), metavar="N",
+        click.option("--max-concurrency", type=SLOTS, metavar="N",
                      help="Services in flight at once (default: the runner's capacity)."),
         click.option("--time-scale", type=float, metavar="S", help="Multiply synthetic durations and estimates."),
-        click.option("--retries", "default_retries", type=click.IntRange(min=0),
+        click.option("--retries", "default_retries", type=click.IntRange(0, MAX_RETRIES),
                      help="Retries for services that set none."),
-        click.option("--timeout", "default_timeout", type=click.FloatRange(min=0, min_open=True),
+        click.option("--timeout", "default_timeout", type=_FiniteRange(0, MAX_SECONDS, min_open=True),
                      help="Timeout (s) for services that set none."),
     ]
     for opt in reversed(opts):
@@ -77,10 +119,12 @@ def load_inputs(graph_file, modules, config_path, pools, time_scale, default_ret
     limits = {**graph.pools, **cfg.pools}
     for item in pools:
         name, sep, value = item.partition("=")
-        if not sep or not name or not value.strip().isdigit() or int(value) < 1:
-            raise CritpathError(f"--pool {item!r}: write NAME=N with N a whole number of at least 1, "
-                                "e.g. --pool warehouse=4")
-        limits[name] = int(value)
+        # ASCII digits only: str.isdigit() accepts '²', which int() then refuses
+        n = re.fullmatch(r"\s*([0-9]{1,7})\s*", value)
+        if not sep or not name.strip() or not n or not 1 <= int(n[1]) <= MAX_POOL_LIMIT:
+            raise CritpathError(f"--pool {show(item)}: write NAME=N with N a whole number from 1 to "
+                                f"{MAX_POOL_LIMIT}, e.g. --pool warehouse=4")
+        limits[name] = int(n[1])
     retries = default_retries if default_retries is not None else cfg.retries
     timeout = default_timeout if default_timeout is not None else cfg.timeout
     services = list(graph.declared)
@@ -133,7 +177,7 @@ def plan(graph_file, modules, config_path, select, pools, max_concurrency, time_
 @main.command()
 @graph_options
 @click.option("--runner", type=str, help="threads | processes | dask | ray (default: config, else threads).")
-@click.option("--workers", type=click.IntRange(min=1), help="Engine slots: threads, processes, Dask threads or Ray CPUs.")
+@click.option("--workers", type=SLOTS, help="Engine slots: threads, processes, Dask threads or Ray CPUs.")
 @click.option("--address", help="Use an existing Dask scheduler (tcp://host:8786) or Ray cluster (host:6379).")
 @click.option("--json-report", type=click.Path(dir_okay=False), help="Write the run report here.")
 @click.option("--progress/--no-progress", default=None, help="Live progress (default: on a terminal).")
@@ -154,7 +198,7 @@ def run(graph_file, modules, config_path, select, pools, max_concurrency, time_s
     from .validate import validate
 
     from .flow import RunControl, cancel_on_signals
-    from .ledger import Ledger, completed_in
+    from .ledger import Ledger, completed_in, make_folder
 
     validate(graph)  # before any engine starts: bad input costs nothing
     _check_runner(runner)
@@ -162,6 +206,9 @@ def run(graph_file, modules, config_path, select, pools, max_concurrency, time_s
     resumed_from, done = completed_in(cfg.state_dir, None if resume == "last" else resume) if resume else (None, set())
     done &= set(selected.names)
     rough = make_plan(selected, max_concurrency or cfg.max_concurrency or 8, simulate_schedule=False)
+    if json_report or cfg.json_report:  # else it is in state_dir, which the ledger checks
+        what = "--json-report" if json_report else "json_report"
+        make_folder(Path(report_path).parent, f"the folder of {what}", f"give {what} a path in a folder you can write")
     with Ledger(cfg.state_dir) as ledger:
         ledger.record_resumed(sorted(done))
         if resume:
@@ -201,7 +248,12 @@ def report(path, html_path):
     from .timeline import write_timeline
 
     data = read_report(path)
-    page = write_timeline(data, html_path or Path(path).with_suffix(".html"))
+    target = html_path or Path(path).with_suffix(".html")
+    try:
+        page = write_timeline(data, target)
+    except OSError as exc:  # a folder that cannot be created or written
+        raise CritpathError(f"timeline {str(target)!r}: cannot write it ({exc.strerror or exc}); give --html "
+                            "a path in a folder you can write") from None
     click.echo(summary(data))
     click.echo(f"timeline: {page}")
 
@@ -212,11 +264,11 @@ def report(path, html_path):
 @click.option("--config", "config_path", metavar="FILE", help="Config file.")
 @click.option("--select", metavar="EXPR", help="Serve part of the graph.")
 @click.option("--runner", help="threads | processes | dask | ray.")
-@click.option("--workers", type=click.IntRange(min=1))
-@click.option("--max-concurrency", type=click.IntRange(min=1))
+@click.option("--workers", type=SLOTS)
+@click.option("--max-concurrency", type=SLOTS)
 @click.option("--address")
 @click.option("--cron", help='Cron schedule, e.g. "0 2 * * *" (default: [schedule] in the config).')
-@click.option("--interval", type=click.FloatRange(min=1), help="Run every N seconds instead of a cron.")
+@click.option("--interval", type=_FiniteRange(1, MAX_SECONDS), help="Run every N seconds instead of a cron.")
 @click.option("--name", default="scheduled", show_default=True, help="Deployment name.")
 def serve(graph_file, modules, config_path, select, runner, workers, max_concurrency, address, cron, interval,
           name):
@@ -256,15 +308,17 @@ def serve(graph_file, modules, config_path, select, runner, workers, max_concurr
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=4200, show_default=True, type=int)
+@click.option("--port", default=4200, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--config", "config_path", metavar="FILE", help="Config file (for state_dir).")
 def server(host, port, config_path):
     """Start a Prefect server with its database in the local state folder."""
     import subprocess
 
+    from .ledger import make_folder
     from .serving import server_command
 
     cfg = load_config(config_path)
+    make_folder(cfg.state_dir)  # Prefect's own error for it is a traceback in the server process
     cmd, env = server_command(cfg.state_dir, host, port)
     click.echo(f"critpath: Prefect server on http://{host}:{port} (data in {cfg.state_dir}/prefect); "
                f"in another shell: export PREFECT_API_URL=http://{host}:{port}/api", err=True)

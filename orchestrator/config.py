@@ -17,16 +17,19 @@
 
 Precedence: command-line flag > this file > built-in default. Unknown keys are
 errors (with a suggestion), so a typo never silently falls back to a default.
+Numbers are checked against the bounds of ``orchestrator.limits`` (the same as in
+graph files), and a file that cannot be read at all (a number of thousands of
+digits, arrays nested thousands deep) is one error naming the file, like any other.
 """
 from __future__ import annotations
 
-import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import CritpathError, did_you_mean
+from .errors import CritpathError, did_you_mean, show
+from .limits import MAX_POOL_LIMIT, MAX_RETRIES, MAX_SECONDS, MAX_SLOTS, MAX_TIME_SCALE, check_number
 
 DEFAULT_MODULE = "services.refinery"
 KEYS = {"modules", "graph", "runner", "workers", "max_concurrency", "address", "retries", "retry_delay",
@@ -90,6 +93,13 @@ def _parse(path: Path) -> dict:
         raise CritpathError(f"{path}: {exc}; fix the TOML syntax there") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CritpathError(f"{path}: cannot read it ({exc})") from None
+    except RecursionError:  # tomllib parses nested arrays recursively
+        raise CritpathError(f"{path}: arrays or tables nested too deeply to read; no setting takes more "
+                            "than a list of strings") from None
+    except ValueError:  # an integer longer than int_max_str_digits
+        raise CritpathError(f"{path}: a number has thousands of digits; no setting takes such a number "
+                            f"(workers and max_concurrency at most {MAX_SLOTS}, seconds at most "
+                            f"{MAX_SECONDS:g})") from None
 
 
 def _build(path: str, data: dict) -> Config:
@@ -102,44 +112,60 @@ def _build(path: str, data: dict) -> Config:
             return None
         v = data[key]
         if isinstance(v, bool) or not isinstance(v, kind) or not check(v):
-            problems.append(f"{key} = {v!r}: {rule}")
+            problems.append(f"{key} = {show(v)}: {rule}")  # show(): never a 4,000-digit line
             return None
         return v
+
+    def number(key, low, high, rule, whole=False, low_open=False):
+        return want(key, (int, float), lambda v: check_number(v, low, high, whole, low_open), rule)
+
+    def a_path(key, rule):  # "" would mean the project folder itself; NUL cannot be in a path
+        return want(key, str, lambda v: bool(v.strip()) and "\0" not in v, rule)
 
     modules = data.get("modules", ())
     if isinstance(modules, str):
         modules = (modules,)
     if not isinstance(modules, (list, tuple)) or not all(isinstance(m, str) for m in modules):
-        problems.append(f"modules = {modules!r}: must be a list of import paths")
+        problems.append(f"modules = {show(modules)}: must be a list of import paths")
         modules = ()
-    positive = dict(check=lambda v: v >= 1, rule="must be a whole number of at least 1")
-    seconds = dict(check=lambda v: math.isfinite(v) and v >= 0, rule="must be a number of seconds >= 0")
+    slots = f"must be a whole number from 1 to {MAX_SLOTS}"
     pools = data.get("pools", {})
     if not isinstance(pools, dict):
-        problems.append(f"pools = {pools!r}: must be a table of pool = limit")
+        problems.append(f"pools = {show(pools)}: must be a table of pool = limit")
         pools = {}
     for name, limit in pools.items():
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            problems.append(f"pools.{name} = {limit!r}: a pool limit must be a whole number of at least 1")
+        if not name.strip():
+            problems.append(f"pools.{name!r}: a pool name must not be blank")
+        elif not check_number(limit, 1, MAX_POOL_LIMIT, whole=True):
+            problems.append(f"pools.{name} = {show(limit)}: a pool limit {slots}")
     schedule = data.get("schedule", {})
     if not isinstance(schedule, dict) or set(schedule) - {"cron", "interval", "timezone"}:
         problems.append("schedule: must be a table with 'cron' (a cron string) or 'interval' (seconds)")
         schedule = {}
+    for key, ok, rule in (("cron", lambda v: isinstance(v, str), 'a cron string such as "0 2 * * *"'),
+                          ("timezone", lambda v: isinstance(v, str), 'a time zone name such as "Europe/Paris"'),
+                          ("interval", lambda v: check_number(v, 1, MAX_SECONDS),
+                           f"a number of seconds from 1 to {MAX_SECONDS:g}")):
+        if key in schedule and not ok(schedule[key]):
+            problems.append(f"schedule.{key} = {show(schedule[key])}: must be {rule}")
     cfg = Config(
-        path=path, modules=tuple(modules), graph=want("graph", str, rule="must be a file path"),
+        path=path, modules=tuple(modules), graph=a_path("graph", "must be a file path, not empty"),
         runner=want("runner", str, rule="must be a runner name") or "threads",
-        workers=want("workers", int, **positive), max_concurrency=want("max_concurrency", int, **positive),
+        workers=number("workers", 1, MAX_SLOTS, slots, whole=True),
+        max_concurrency=number("max_concurrency", 1, MAX_SLOTS, slots, whole=True),
         address=want("address", str, rule="must be an address string"),
-        retries=want("retries", int, check=lambda v: v >= 0, rule="must be a whole number >= 0"),
-        retry_delay=want("retry_delay", (int, float), **seconds),
-        timeout=want("timeout", (int, float), check=lambda v: math.isfinite(v) and v > 0,
-                     rule="must be a number of seconds > 0"),
-        state_dir=want("state_dir", str, rule="must be a folder path") or ".critpath",
-        json_report=want("json_report", str, rule="must be a file path"),
-        time_scale=want("time_scale", (int, float), check=lambda v: math.isfinite(v) and v > 0,
-                        rule="must be a number > 0") or 1.0,
+        retries=number("retries", 0, MAX_RETRIES, f"must be a whole number from 0 to {MAX_RETRIES}", whole=True),
+        retry_delay=number("retry_delay", 0, MAX_SECONDS,
+                           f"must be a number of seconds from 0 to {MAX_SECONDS:g}"),
+        timeout=number("timeout", 0, MAX_SECONDS, f"must be a number of seconds > 0, at most {MAX_SECONDS:g}",
+                       low_open=True),
+        state_dir=a_path("state_dir", "must be a folder path, not empty") or ".critpath",
+        json_report=a_path("json_report", "must be a file path, not empty"),
+        time_scale=float(number("time_scale", 0, MAX_TIME_SCALE, "must be a finite number > 0, e.g. 0.1 to run "
+                                "ten times faster", low_open=True) or 1.0),
         select=want("select", str, rule="must be a selection string"),
-        pools={k: v for k, v in pools.items() if isinstance(v, int)}, schedule=dict(schedule),
+        pools={k: v for k, v in pools.items() if check_number(v, 1, MAX_POOL_LIMIT, whole=True)},
+        schedule=dict(schedule),
     )
     if problems:
         head = f"{path}: " + (problems[0] if len(problems) == 1 else f"{len(problems)} problems:\n  - "

@@ -3,6 +3,7 @@ without a traceback and exits with status 2."""
 from __future__ import annotations
 
 import difflib
+import reprlib
 from typing import Iterable
 
 
@@ -31,3 +32,15 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     if not close:
         return ""
     return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"
+
+
+_repr = reprlib.Repr()
+_repr.maxstring, _repr.maxother, _repr.maxlevel, _repr.maxlist, _repr.maxdict = 40, 40, 2, 4, 4
+
+
+def show(value) -> str:
+    """A short repr for messages; never raises, whatever the value (deep junk, huge ints)."""
+    try:
+        return _repr.repr(value)
+    except Exception:  # e.g. an int too long to print
+        return f"<{type(value).__name__}>"

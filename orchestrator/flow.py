@@ -10,11 +10,12 @@ flow, the refresh shows up as a subflow.
 from __future__ import annotations
 
 import os
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from typing import Iterable
 
-from .errors import CritpathError
+from .errors import CritpathError, show
 from .graph import Graph
+from .limits import MAX_SLOTS
 from .planner import make_plan
 from .report import build_report, write_report
 from .validate import validate
@@ -57,8 +58,9 @@ def run(graph: Graph, runner="threads", *, max_concurrency: int | None = None, w
     from prefect import flow
 
     for label, value in (("--max-concurrency", max_concurrency), ("--workers", workers)):
-        if value is not None and (not isinstance(value, int) or value < 1):
-            raise CritpathError(f"{label} {value!r}: must be a whole number of at least 1")
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                  or not 1 <= value <= MAX_SLOTS):
+            raise CritpathError(f"{label} {show(value)}: must be a whole number from 1 to {MAX_SLOTS}")
     validate(graph)
     graph = graph.select(select)
     done = set(skip)
@@ -127,7 +129,7 @@ def refresh_in_flow(plan, runner, observers: Iterable = (), result: dict | None 
         import threading
 
         guard = (cancel_on_signals(control) if control is not None and control.handles_signals
-                 and threading.current_thread() is threading.main_thread() else _Nothing())
+                 and threading.current_thread() is threading.main_thread() else nullcontext())
         with guard:
             runs = dispatcher.run()
     report = build_report(plan, runs, dispatcher, runner.name, flow_run_id)
@@ -262,10 +264,3 @@ class cancel_on_signals:
         for sig, handler in self.previous.items():
             _signal.signal(sig, handler)
 
-
-class _Nothing:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return None

@@ -33,9 +33,14 @@ class Ledger:
         self.state_dir = Path(state_dir)
 
     def __enter__(self):
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        (self.state_dir / "last-run-id").write_text(self.run_id + "\n")
+        make_folder(self.state_dir)  # the error names state_dir, not a folder inside it
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            (self.state_dir / "last-run-id").write_text(self.run_id + "\n")
+        except OSError as exc:  # e.g. a folder that exists but is read-only
+            self.__exit__()
+            raise _unusable(self.state_dir, exc) from None
         return self
 
     def __exit__(self, *exc):
@@ -53,6 +58,26 @@ class Ledger:
         """Carry completions over from the run being resumed, so a resumed run can be resumed."""
         for name in names:
             os.write(self._fd, (json.dumps({"service": name, "resumed": True}) + "\n").encode())
+
+
+STATE_DIR_FIX = "set state_dir in critpath.toml to a folder you can write"
+
+
+def make_folder(folder: str | os.PathLike, what: str = "state_dir", fix: str = STATE_DIR_FIX) -> Path:
+    """``folder``, created if need be, before anything runs: a folder that cannot be
+    created (under a file, read-only, a NUL in its name) is bad input named with the
+    setting it came from, not a traceback after the refresh."""
+    path = Path(folder)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        raise _unusable(path, exc, what, fix) from None
+    return path
+
+
+def _unusable(path: Path, exc: Exception, what: str = "state_dir", fix: str = STATE_DIR_FIX) -> CritpathError:
+    reason = getattr(exc, "strerror", None) or str(exc)
+    return CritpathError(f"{what} {str(path)!r}: cannot create or write that folder ({reason}); {fix}")
 
 
 def completed_in(state_dir: str | os.PathLike, run_id: str | None) -> tuple[str, set[str]]:

@@ -32,7 +32,6 @@ import importlib
 import json
 import math
 import re
-import reprlib
 import sys
 import tomllib
 from dataclasses import fields
@@ -41,29 +40,15 @@ from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 from .errors import CritpathError, GraphError, did_you_mean
+from .errors import show as _show
 from .graph import Graph
+from .limits import MAX_POOL_LIMIT, MAX_RETRIES, MAX_SECONDS
+from .limits import is_number as _is_number
 from .model import KINDS, Service, services_in
 
-#: Longer than any real data service; a bigger number is almost always a unit mistake (ms for s)
-#: and would make the plan meaningless.
-MAX_SECONDS = 1e7
-MAX_RETRIES = 100
-#: A pool wider than this is no limit at all; it also keeps ``work / limit`` a float division.
-MAX_POOL_LIMIT = 1_000_000
 FIELDS = tuple(f.name for f in fields(Service))
 TOP_LEVEL = ("services", "pools")
 SUFFIXES = (".json", ".toml")
-
-_repr = reprlib.Repr()
-_repr.maxstring, _repr.maxother, _repr.maxlevel, _repr.maxlist, _repr.maxdict = 40, 40, 2, 4, 4
-
-
-def _show(value: Any) -> str:
-    """A short repr for messages; never raises, whatever the value."""
-    try:
-        return _repr.repr(value)
-    except Exception:  # e.g. an int too long to print
-        return f"<{type(value).__name__}>"
 
 
 def _a(value: Any) -> str:
@@ -71,10 +56,6 @@ def _a(value: Any) -> str:
     kinds = {bool: "a boolean", dict: "an object", list: "a list", tuple: "a list", str: "a string",
              int: "a number", float: "a number", type(None): "null"}
     return kinds.get(type(value), f"a {type(value).__name__}")
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _finite(v: int | float) -> bool:
