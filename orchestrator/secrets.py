@@ -6,6 +6,9 @@ block of that name. Every value handed out is remembered in the worker process,
 and ``runners.base.execute`` replaces it with ``***`` in everything that leaves
 the worker: captured log lines, the error message and the traceback. The run
 report and the timeline are built from those, so they never hold a secret either.
+From the first value on, every log record that process creates is masked too, so
+its own console (the CLI's, on the threads runner) never prints one. Nothing is
+masked, and nothing costs, until a secret has been handed out.
 """
 from __future__ import annotations
 

@@ -89,21 +89,67 @@ class _Capture(logging.Handler):
 
 
 _capture = _Capture()
-_secrets: set[str] = set()
+#: longest first, so that a secret holding another is masked whole; a tuple replaced (never
+#: mutated) under the lock, so ``redact`` reads it from any thread without one
+_secrets: tuple[str, ...] = ()
+_secrets_lock = threading.Lock()
 
 
 def register_secret(value: str) -> None:
-    """Values to mask in whatever leaves this worker (see ``orchestrator.secrets``)."""
-    if value and len(value) >= 3:  # masking 1-2 characters would garble every message
-        _secrets.add(value)
+    """Values to mask in whatever leaves this worker (see ``orchestrator.secrets``) and in
+    every log record this process creates from now on, whoever logs it and wherever it is
+    printed. On the threads runner the worker is the CLI's own process: its console handler
+    prints another library's WARNING as it happens, before anything else could mask it."""
+    global _secrets
+    if not value or len(value) < 3 or value in _secrets:  # masking 1-2 characters would garble everything
+        return
+    with _secrets_lock:
+        if not _secrets:  # the first secret: until now no record paid for redaction
+            logging.setLogRecordFactory(_redacting(logging.getLogRecordFactory()))
+        _secrets = tuple(sorted({*_secrets, value}, key=len, reverse=True))
 
 
 def redact(text: str | None) -> str | None:
     if text is None or not _secrets:
         return text
-    for value in sorted(_secrets, key=len, reverse=True):
+    for value in _secrets:
         text = text.replace(value, "***")
     return text
+
+
+def _redacting(previous: Callable[..., logging.LogRecord]) -> Callable[..., logging.LogRecord]:
+    """A record factory that masks the secrets at creation, before any handler or filter sees
+    the record (a filter on handlers would miss handlers added later, e.g. by Prefect or Dask).
+    It wraps the factory in place, so another library's own factory keeps working."""
+
+    def factory(*args, **kwargs) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        try:
+            _redact_record(record)
+        except Exception:  # never fail the caller's log call; never let an unchecked line through
+            record.msg, record.args = "(a log line that could not be checked for secrets)", None
+            record.exc_info = record.exc_text = record.stack_info = None
+        return record
+
+    return factory
+
+
+def _redact_record(record: logging.LogRecord) -> None:
+    try:
+        text = record.getMessage()
+    except Exception:  # a bad format string: logging's error report would print msg and args raw
+        text = f"{record.msg} {record.args!r}"
+    extra = ""
+    if record.exc_info:  # the exception's text (and the traceback's) may hold the secret too
+        extra = "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
+    if record.stack_info:
+        extra += "\n" + record.stack_info
+    masked = redact(text + extra)
+    if masked != text + extra:  # the record is left alone unless it held a secret
+        record.msg, record.args = masked, None
+        record.exc_info = record.exc_text = record.stack_info = None
+
+
 _capture_lock = threading.Lock()
 _captured_packages: set[str] = set()
 
