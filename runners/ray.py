@@ -4,6 +4,15 @@ Only the service body crosses to Ray (``execute.remote(job)``, one CPU each, no
 Ray-side retries: the dispatcher owns retries). Completion comes back through
 ``ObjectRef.future()``'s done-callback. Cancelling forces the worker process to
 exit, which is the only way to stop a body that is stuck.
+
+Environment: Ray writes a job's ``runtime_env`` in clear to its session logs
+(``runtime_env_agent.log``), so nothing that may be a credential
+goes there. A local instance is started from this process, and its workers
+inherit this environment as it is: ``runtime_env`` carries only ``PYTHONPATH``.
+An existing cluster's workers have their own environment; they also get the
+refresh's documented knobs (``FORWARDED``: settings, not credentials). Secrets
+for services on a cluster come from Prefect Secret blocks
+(``orchestrator.secrets.secret``) or from the cluster's own environment.
 """
 from __future__ import annotations
 
@@ -12,6 +21,10 @@ import os
 import sys
 
 from .base import Done, Job, WorkerLost, execute, probe, warm
+
+#: Environment variables an existing cluster's workers get from here: the knobs services read
+#: (README, "The bundled refresh"). Never every CRITPATH_* variable: one may hold a password.
+FORWARDED = ("CRITPATH_SCALE", "CRITPATH_WAREHOUSE", "CRITPATH_FAULT")
 
 
 class RayRunner:
@@ -26,7 +39,8 @@ class RayRunner:
     def __enter__(self):
         import ray
 
-        env = {k: v for k, v in os.environ.items() if k.startswith("CRITPATH_")}
+        # local workers inherit this environment; only a remote cluster's need the knobs
+        env = {k: os.environ[k] for k in FORWARDED if k in os.environ} if self.address else {}
         # Ray workers do not inherit the driver's sys.path: give them the project's
         # folders (where service modules live), not site-packages, which they have
         own = [p for p in sys.path if p and os.path.isdir(p) and "site-packages" not in p
