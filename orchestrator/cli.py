@@ -209,13 +209,14 @@ def run(graph_file, modules, config_path, select, pools, max_concurrency, time_s
     if json_report or cfg.json_report:  # else it is in state_dir, which the ledger checks
         what = "--json-report" if json_report else "json_report"
         make_folder(Path(report_path).parent, f"the folder of {what}", f"give {what} a path in a folder you can write")
-    with Ledger(cfg.state_dir) as ledger:
+    # the handlers first: once the ledger has named the run (.critpath/last-run-id), a
+    # Ctrl-C cancels it and prints the resume command, never a KeyboardInterrupt traceback
+    with cancel_on_signals(RunControl()) as control, Ledger(cfg.state_dir) as ledger:
         ledger.record_resumed(sorted(done))
         if resume:
             click.echo(f"critpath: resuming run {resumed_from}: {len(done)} of {len(selected)} services "
                        "already completed", err=True)
-        with Progress(len(selected) - len(done), rough.critical_path_s, live=progress) as prog, \
-                cancel_on_signals(RunControl()) as control:
+        with Progress(len(selected) - len(done), rough.critical_path_s, live=progress) as prog:
             report = run_graph(graph, runner, max_concurrency=max_concurrency or cfg.max_concurrency,
                                workers=workers or cfg.workers, address=address or cfg.address,
                                select=select or cfg.select, observers=[prog, ledger], json_report=None,
@@ -229,13 +230,27 @@ def run(graph_file, modules, config_path, select, pools, max_concurrency, time_s
     click.echo(summary(report))
     click.echo(f"run: {ledger.run_id}\nreport: {report_path}\ntimeline: {page}")
     if report.get("cancel_reason") or report["failed"]:
-        import shlex
-
-        args = [a for a in sys.argv[1:] if not a.startswith("--resume")]
-        click.echo(f"resume with: critpath {shlex.join(args)} --resume {ledger.run_id}")
+        click.echo(f"resume with: {resume_command(sys.argv[1:], ledger.run_id)}")
     if report.get("signal"):
         sys.exit(128 + report["signal"])  # 130 for SIGINT, 143 for SIGTERM
     sys.exit(EXIT_FAILED if report["failed"] or report.get("cancel_reason") else 0)
+
+
+def resume_command(args: list[str], run_id: str) -> str:
+    """The command line that resumes ``run_id``: ``args`` as given, with any ``--resume``
+    of their own (and the run id it named) replaced by ``--resume run_id``."""
+    import shlex
+
+    kept, rest = [], iter(args)
+    for a in rest:
+        if a == "--resume":
+            # click reads the next word as the option's value unless it looks like an option
+            nxt = next(rest, None)
+            if nxt is not None and nxt.startswith("-"):
+                kept.append(nxt)
+        elif not a.startswith("--resume="):
+            kept.append(a)
+    return f"critpath {shlex.join(kept)} --resume {run_id}"
 
 
 @main.command()

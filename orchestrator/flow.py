@@ -235,8 +235,8 @@ class RunControl:
 
 class cancel_on_signals:
     """SIGINT/SIGTERM cancel the run (in-flight work is cancelled on the engine and the
-    flow run ends Cancelled); a second signal exits at once. Must be entered in the
-    main thread; previous handlers are restored on exit."""
+    flow run ends Cancelled), saying so on stderr at once; a second signal exits at once.
+    Must be entered in the main thread; previous handlers are restored on exit."""
 
     def __init__(self, control: RunControl):
         self.control = control
@@ -248,7 +248,13 @@ class cancel_on_signals:
         if self.control.signal is not None:  # second Ctrl-C: stop now
             os._exit(128 + signum)
         self.control.signal = signum
-        self.control.cancel(f"{_signal.Signals(signum).name} received")
+        name = _signal.Signals(signum).name
+        again = "press Ctrl-C" if signum == _signal.SIGINT else f"send {name}"
+        try:  # os.write, not print: a handler may interrupt a print to the same stream
+            os.write(2, f"critpath: {name} received, cancelling the run; {again} again to exit at once\n".encode())
+        except OSError:  # no stderr to write to: cancel all the same
+            pass
+        self.control.cancel(f"{name} received")
 
     def __enter__(self):
         import signal as _signal

@@ -132,6 +132,11 @@ def summary(report: dict) -> str:
     for name in report["failed"]:
         s = report["services"][name]
         lines.append(f"FAILED  {name} after {s['attempts']} attempt(s): {s['error']}")
+    for name, s in sorted(report["services"].items()):
+        lost = [h for h in s.get("attempt_history", ()) if h.get("lost")]
+        if lost:  # the infrastructure's failure, not the service's: say so even when a retry made up for it
+            lines.append(f"LOST WORKER {name}: attempt {', '.join(str(h['attempt']) for h in lost)} died with "
+                         f"its worker; {s['state']} after {s['attempts']} attempt(s)")
     if report.get("cancel_reason"):
         lines.append(f"CANCELLED ({report['cancel_reason']}): {len(report.get('cancelled', []))} in flight "
                      f"({', '.join(report.get('cancelled', [])) or 'none'}), "
