@@ -307,7 +307,19 @@ class _Dask:
         return t1 - t0, client.gather(futures)
 
     def close(self) -> None:
-        self._stack.close()
+        import logging
+
+        # closing a cluster that still holds results makes distributed log errors about
+        # clients and lost keys: shutdown noise of the baseline, not a finding
+        loggers = [logging.getLogger(n) for n in ("distributed", "asyncio")]
+        levels = [lg.level for lg in loggers]
+        for lg in loggers:
+            lg.setLevel(logging.CRITICAL)
+        try:
+            self._stack.close()
+        finally:
+            for lg, level in zip(loggers, levels):
+                lg.setLevel(level)
 
 
 class _Ray:

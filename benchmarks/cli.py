@@ -46,6 +46,9 @@ def _quiet_prefect_console() -> None:
     API log handler is untouched, so every run's logs still reach the server."""
     import logging
 
+    # the same for engine worker processes started from here (Prefect-native task runs
+    # log on Dask and Ray workers, whose console is this one)
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     import prefect  # noqa: F401 - configures Prefect's logging
     from prefect.logging.handlers import PrefectConsoleHandler
 

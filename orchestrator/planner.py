@@ -113,23 +113,42 @@ def simulate(graph: Graph, est: list[float], prio: list[float], max_concurrency:
     return now, start
 
 
+@dataclass(frozen=True)
+class Bounds:
+    """No schedule of these durations under these limits can finish sooner than ``lower_bound_s``."""
+    priority: list[float]
+    critical_path: list[int]
+    critical_path_s: float
+    total_work_s: float
+    pool_bounds_s: dict[str, float]
+    lower_bound_s: float
+
+
+def bounds(graph: Graph, durations: list[float], max_concurrency: int, order: list[int] | None = None) -> Bounds:
+    """Critical path, total work and the lower bound for ``durations`` (one per service).
+
+    Used twice: on the estimates by ``make_plan``, and on the measured durations by the
+    report, which judges a run's efficiency against what its services really took."""
+    prio = priorities(graph, durations, graph.topo_order() if order is None else order)
+    path = critical_path(graph, prio)
+    cp = prio[path[0]] if path else 0.0
+    total = sum(durations)
+    pool_work: dict[str, float] = {}
+    for i, n in enumerate(graph.names):
+        p = graph.services[n].pool
+        if p is not None:
+            pool_work[p] = pool_work.get(p, 0.0) + durations[i]
+    pool_bounds = {p: w / graph.pools[p] for p, w in sorted(pool_work.items()) if graph.pools.get(p)}
+    return Bounds(prio, path, cp, total, pool_bounds, max([cp, total / max_concurrency, *pool_bounds.values()]))
+
+
 def make_plan(graph: Graph, max_concurrency: int, simulate_schedule: bool = True) -> Plan:
     order = graph.topo_order()
     if order is None:  # validate() reports cycles properly; this guards direct callers
         loops = [f"service {n!r} runs after itself" for i, n in enumerate(graph.names) if i in graph.preds[i]]
         raise GraphError([f"cycle {' -> '.join(c)}" for c in graph.find_cycles()] + loops, graph.source)
     est = [graph.services[n].est for n in graph.names]
-    prio = priorities(graph, est, order)
-    path = critical_path(graph, prio)
-    cp = prio[path[0]] if path else 0.0
-    total = sum(est)
-    pool_work: dict[str, float] = {}
-    for i, n in enumerate(graph.names):
-        p = graph.services[n].pool
-        if p is not None:
-            pool_work[p] = pool_work.get(p, 0.0) + est[i]
-    pool_bounds = {p: w / graph.pools[p] for p, w in sorted(pool_work.items()) if graph.pools.get(p)}
-    bound = max([cp, total / max_concurrency, *pool_bounds.values()])
-    makespan, starts = simulate(graph, est, prio, max_concurrency) if simulate_schedule else (float("nan"), [])
-    return Plan(graph, max_concurrency, est, prio, [graph.names[i] for i in path], cp, total, bound,
-                makespan, pool_bounds, starts)
+    b = bounds(graph, est, max_concurrency, order)
+    makespan, starts = simulate(graph, est, b.priority, max_concurrency) if simulate_schedule else (float("nan"), [])
+    return Plan(graph, max_concurrency, est, b.priority, [graph.names[i] for i in b.critical_path], b.critical_path_s,
+                b.total_work_s, b.lower_bound_s, makespan, b.pool_bounds_s, starts)

@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from .planner import Plan, critical_path, priorities
+from .planner import Plan, bounds
 
 
 def measured_bound(plan: Plan, runs: dict, max_concurrency: int) -> dict:
@@ -26,18 +26,9 @@ def measured_bound(plan: Plan, runs: dict, max_concurrency: int) -> dict:
     for name in g.names:
         r = runs[name]
         took.append(max(0.0, r.end - r.start) if r.state == "completed" and r.start and r.end else 0.0)
-    prio = priorities(g, took, g.topo_order())
-    path = critical_path(g, prio)
-    cp = prio[path[0]] if path else 0.0
-    work = sum(took)
-    pool_work: dict[str, float] = {}
-    for i, name in enumerate(g.names):
-        pool = g.services[name].pool
-        if pool in g.pools:
-            pool_work[pool] = pool_work.get(pool, 0.0) + took[i]
-    bound = max([cp, work / max_concurrency, *(w / g.pools[p] for p, w in pool_work.items())])
-    return {"measured_critical_path": [g.names[i] for i in path], "measured_critical_path_s": cp,
-            "measured_total_work_s": work, "measured_lower_bound_s": bound}
+    b = bounds(g, took, max_concurrency)
+    return {"measured_critical_path": [g.names[i] for i in b.critical_path], "measured_critical_path_s": b.critical_path_s,
+            "measured_total_work_s": b.total_work_s, "measured_lower_bound_s": b.lower_bound_s}
 
 
 def build_report(plan: Plan, runs: dict, dispatcher, runner_name: str, flow_run_id) -> dict:
