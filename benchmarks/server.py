@@ -16,50 +16,18 @@ bundled refresh. Everything is restored on exit.
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from orchestrator.prefect_server import drain
+
 ROOT = Path(__file__).resolve().parent.parent
 #: /api/health answers after 10-15 s on a 2-core machine (BASELINES.md); more when loaded
 START_TIMEOUT_S = 120
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """TERM, then KILL, the server's own process group (uvicorn and its services)."""
-    for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-        if proc.poll() is not None:
-            return
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            continue
 
 
 FLUSH = "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL"
@@ -141,35 +109,16 @@ def _descendants(procs: dict, root: int) -> set[int]:
 @contextmanager
 def prefect_server(home: Path) -> Iterator[Server]:
     """A fresh ``prefect server start`` on 127.0.0.1."""
+    from orchestrator import prefect_server as ps
     from orchestrator.flow import SERVER_DEFAULTS
 
-    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    env.update(SERVER_DEFAULTS)  # the bench's server: these values, whatever the shell has
+    env = {**os.environ, **SERVER_DEFAULTS}  # the bench's server: these values, whatever the shell has
     env.update(server_fixes(env))
-    env["PREFECT_HOME"] = str(home)
-    log_path = home / "server.log"
-    for _ in range(3):  # the port can be taken between choosing it and the server binding it
-        port = _free_port()
-        url = f"http://127.0.0.1:{port}/api"
-        with open(log_path, "ab") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                                     "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
-        try:
-            deadline = time.monotonic() + START_TIMEOUT_S
-            while time.monotonic() < deadline and proc.poll() is None:
-                if _healthy(url):
-                    break
-                time.sleep(0.25)  # waiting for a process we started to answer; bounded
-            if proc.poll() is None and _healthy(url):
-                yield Server(url, proc.pid)
-                return
-        finally:
-            _stop(proc)
-        tail = log_path.read_text(errors="replace")[-2000:]
-        if "already in use" not in tail:
-            break
-    raise RuntimeError(f"prefect server did not answer within {START_TIMEOUT_S} s; its log ({log_path}):\n{tail}")
+    proc, url = ps.start(home, env, START_TIMEOUT_S)
+    try:
+        yield Server(url, proc.pid)
+    finally:
+        ps.stop(proc)
 
 
 @contextmanager
@@ -204,14 +153,5 @@ def bench_environment(keep_dir: str | None = None) -> Iterator[Server]:
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
         stack.enter_context(temporary_settings(updates={PREFECT_API_URL: url}))
-        stack.callback(_drain_prefect)
+        stack.callback(drain)
         yield server
-
-
-def _drain_prefect() -> None:
-    """Deliver what Prefect still buffers while the server is up, not at interpreter exit."""
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-
-    APILogWorker.drain_all(timeout=10)
-    EventsWorker.drain_all(timeout=10)

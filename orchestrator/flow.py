@@ -17,6 +17,7 @@ from .errors import CritpathError, show
 from .graph import Graph
 from .limits import MAX_SLOTS
 from .planner import make_plan
+from .prefect_server import drain
 from .report import build_report, write_report
 from .validate import validate
 
@@ -86,23 +87,13 @@ def run(graph: Graph, runner="threads", *, max_concurrency: int | None = None, w
         refresh_flow = flow(name=flow_name, log_prints=False, persist_result=False,
                             validate_parameters=False)(refresh)
         state = refresh_flow(graph.source or "<python>", runner.name, limit, len(graph), return_state=True)
-        _drain_prefect()
+        drain()  # deliver the last log lines and events before a temporary server stops
     if "report" not in result:  # the flow run crashed before the dispatcher finished
         raise RuntimeError(f"the refresh flow run ended without a report: {state.message}")
     report = result["report"]
     if json_report:
         write_report(report, json_report)
     return report
-
-
-def _drain_prefect() -> None:
-    """Deliver the flow run's last log lines and events now. Left to interpreter exit,
-    they race Prefect's temporary server shutting down and print 'Error logging to API'."""
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-
-    APILogWorker.drain_all(timeout=10)
-    EventsWorker.drain_all(timeout=10)
 
 
 def refresh_in_flow(plan, runner, observers: Iterable = (), result: dict | None = None,

@@ -147,3 +147,21 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "prefect_server" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.server)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Stop Prefect's temporary server (tests that run without an API URL start one) while
+    pytest's streams are open: its own atexit hook logs to a closed stream otherwise."""
+    import sys
+
+    if "prefect.server.api.server" not in sys.modules:
+        return
+    from prefect.server.api.server import SubprocessASGIServer, subprocess_server_logger
+
+    from orchestrator.prefect_server import drain
+
+    drain()
+    # its "Stopping temporary server" line would go to the API being stopped, and fail
+    subprocess_server_logger.disabled = True
+    for server in list(SubprocessASGIServer._instances.values()):
+        server.stop()
