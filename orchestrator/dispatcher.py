@@ -76,14 +76,6 @@ class Dispatcher:
         self._cancel_requested = self._cancel_requested or reason
         self._inbox.put((-1, 0, reason))  # wakes the loop if it is waiting
 
-    def queue_ahead(self) -> int:
-        """How many services may wait on the engine beyond the global limit (see
-        ``policy``). Only safe when the engine alone keeps the limit: it runs at most
-        ``capacity`` jobs at once and ``capacity`` is within the limit."""
-        ahead = getattr(self.runner, "queue_ahead", 0)
-        capacity = getattr(self.runner, "capacity", None)
-        return ahead if capacity is not None and capacity <= self.max_concurrency else 0
-
     # -- helpers -----------------------------------------------------------
     def _emit(self, kind: str, i: int, **info) -> None:
         t = self.clock()
@@ -97,8 +89,7 @@ class Dispatcher:
 
     # -- the loop ----------------------------------------------------------
     def run(self) -> dict[str, ServiceRun]:
-        q = self._q = ReadyQueue(self.graph, self.plan.priority, self.max_concurrency, self.queue_ahead(),
-                                 [not self.graph.services[n].timeout for n in self.graph.names])
+        q = self._q = ReadyQueue(self.graph, self.plan.priority, self.max_concurrency)
         for heap in q.heaps.values():
             for _, i in sorted(heap):
                 self.runs[self.graph.names[i]].state = "ready"

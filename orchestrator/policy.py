@@ -12,15 +12,6 @@ Policy (list scheduling with critical-path priorities):
     a service whose pool is full does not block others behind it (work-conserving);
   * nothing is reserved for a service that is still waiting on its upstreams.
 
-Queue-ahead (the live dispatcher only, when the engine itself runs at most the
-global limit at once and starts queued work in priority order, as Dask does):
-up to ``queue_ahead`` services beyond the global limit may be handed to the
-engine early, so a freed slot is filled by the engine without waiting for the
-round trip to the dispatcher and back. They are taken strictly in priority
-order, and the first one that may not be queued (``may_queue``: a service with a
-timeout, whose clock would run while it waits) stops the queue-ahead. Pool limits
-are never exceeded: a service counts against its pool from the moment it is sent.
-
 State kept: per-service count of unfinished upstreams, one heap of ready services
 per pool, and running counts. Every method is O(log n) plus O(pools).
 """
@@ -35,12 +26,9 @@ _NONE = object()
 
 
 class ReadyQueue:
-    def __init__(self, graph: Graph, priority: Sequence[float], max_concurrency: int,
-                 queue_ahead: int = 0, may_queue: Sequence[bool] | None = None):
+    def __init__(self, graph: Graph, priority: Sequence[float], max_concurrency: int):
         self.graph = graph
         self.max_concurrency = max_concurrency
-        self.queue_ahead = queue_ahead
-        self.may_queue = may_queue
         self.priority = priority
         self.waiting = [len(p) for p in graph.preds]
         self.pool_of: list[str | None] = [graph.services[n].pool for n in graph.names]
@@ -60,7 +48,7 @@ class ReadyQueue:
     def pop_startable(self) -> list[int]:
         """Take every service that may start now, best first, and count them as running."""
         out: list[int] = []
-        while self.running < self.max_concurrency + self.queue_ahead:
+        while self.running < self.max_concurrency:
             best, head = _NONE, None
             for pool, heap in self.heaps.items():
                 if heap and self.running_in[pool] < self.limit[pool]:
@@ -68,8 +56,6 @@ class ReadyQueue:
                         best, head = pool, heap[0]
             if best is _NONE:  # the unpooled heap's key is None, hence a sentinel
                 break
-            if self.running >= self.max_concurrency and not (self.may_queue is None or self.may_queue[head[1]]):
-                break  # queue-ahead stops at the first service that must not wait on the engine
             _, i = heapq.heappop(self.heaps[best])
             self.running += 1
             self.running_in[best] += 1

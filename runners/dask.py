@@ -38,7 +38,6 @@ class DaskRunner:
         self.workers = workers
         self.address = address
         self.capacity = workers
-        self.queue_ahead = 0  # set once the cluster's threads are known
         self._stack = ExitStack()
         self.client = None
         self._finished: queue.SimpleQueue = queue.SimpleQueue()
@@ -57,7 +56,6 @@ class DaskRunner:
                 self.client = self._stack.enter_context(Client(self.address, timeout="30s"))
                 info = self.client.scheduler_info(n_workers=-1)
                 self.capacity = sum(w["nthreads"] for w in info["workers"].values()) or self.workers
-                self.queue_ahead = self.capacity
             else:
                 # Prefect's logging config lets distributed's INFO chatter reach the console
                 lg = logging.getLogger("distributed")
@@ -67,19 +65,10 @@ class DaskRunner:
                 # retries and reports, not be re-run silently by the scheduler
                 import dask
 
-                # and queued work waits in the scheduler, in priority order, until a thread
-                # is free: a worker's own backlog would make a critical service that
-                # arrives later wait behind a lower-priority one already sent there
-                self._stack.enter_context(dask.config.set({"distributed.scheduler.allowed-failures": 0,
-                                                           "distributed.scheduler.worker-saturation": 1.0}))
+                self._stack.enter_context(dask.config.set({"distributed.scheduler.allowed-failures": 0}))
                 procs = max(1, min(self.workers, os.cpu_count() or 1))
-                threads = math.ceil(self.workers / procs)
-                # Dask starts queued work in ``priority=`` order and never runs more
-                # than a worker's threads at once, so the dispatcher may queue ahead
-                # (see orchestrator/policy.py), but only if the threads add up exactly
-                self.queue_ahead = self.capacity if procs * threads == self.workers else 0
                 cluster = self._stack.enter_context(LocalCluster(
-                    n_workers=procs, threads_per_worker=threads,
+                    n_workers=procs, threads_per_worker=math.ceil(self.workers / procs),
                     processes=True, dashboard_address=None, silence_logs=logging.ERROR))
                 self.client = self._stack.enter_context(Client(cluster))
             self.client.gather([self.client.submit(warm, i, pure=False) for i in range(self.capacity)])
