@@ -89,7 +89,8 @@ class Dispatcher:
 
     # -- the loop ----------------------------------------------------------
     def run(self) -> dict[str, ServiceRun]:
-        q = self._q = ReadyQueue(self.graph, self.plan.priority, self.max_concurrency)
+        self._rank = self.plan.rank or self.plan.priority  # see planner: "Dispatch rank"
+        q = self._q = ReadyQueue(self.graph, self._rank, self.max_concurrency)
         for heap in q.heaps.values():
             for _, i in sorted(heap):
                 self.runs[self.graph.names[i]].state = "ready"
@@ -143,7 +144,7 @@ class Dispatcher:
             self._emit("dispatch", i, attempt=attempt)
             done = lambda out, i=i, attempt=attempt: self._inbox.put((i, attempt, out))  # noqa: E731
             try:
-                handle = self.runner.submit(job, self.plan.priority[i], done)
+                handle = self.runner.submit(job, self._rank[i], done)
             except Exception as exc:  # e.g. unpicklable params: fail this service, not the run
                 self._inflight[i] = (attempt, None)
                 self._handle(i, attempt, exc)

@@ -9,7 +9,18 @@ imported), linear in services + edges except the simulation's heap operations.
                           work in pool p / limit(p) for every pool)
   simulated makespan = the dispatcher's own policy (``policy.ReadyQueue``) run
                        against the estimates with zero overhead
+
+Dispatch rank. The dispatcher starts ready services in ``rank`` order. It is the
+bottom level (critical-path list scheduling) unless forward-backward improvement
+(Valls, Ballestin and Quintanilla 2005, "justification") finds a shorter simulated
+schedule: the schedule is right-justified (run backwards on the reversed graph, the
+latest finishers first), then left-justified again (the earliest right-justified
+starters first), which packs work tighter against pools and the global limit. It
+keeps the result only when it is shorter; ``rank`` then orders services by their
+start in that schedule. Bottom level alone can lose 20% on pool-bound graphs, where
+what matters is feeding the bottleneck pool early, not the longest path.
 """
+
 from __future__ import annotations
 
 import heapq
@@ -33,6 +44,9 @@ class Plan:
     simulated_makespan_s: float
     pool_bounds_s: dict[str, float] = field(default_factory=dict)
     simulated_start_s: list[float] = field(default_factory=list)
+    #: the dispatch order, highest first (``priority`` unless improvement found better)
+    rank: list[float] = field(default_factory=list)
+    justified: bool = False  # rank comes from forward-backward improvement
 
     @property
     def constraint(self) -> str:
@@ -58,6 +72,7 @@ class Plan:
             "total_work_s": self.total_work_s,
             "lower_bound_s": self.lower_bound_s,
             "simulated_makespan_s": self.simulated_makespan_s,
+            "justified": self.justified,  # dispatch order from forward-backward improvement
             "max_concurrency": self.max_concurrency,
             "pool_bounds_s": dict(self.pool_bounds_s),
             "constraint": self.constraint,
@@ -142,6 +157,43 @@ def bounds(graph: Graph, durations: list[float], max_concurrency: int, order: li
     return Bounds(prio, path, cp, total, pool_bounds, max([cp, total / max_concurrency, *pool_bounds.values()]))
 
 
+class _Reversed:
+    """The graph with every edge turned around, as much of it as ``ReadyQueue`` reads."""
+
+    def __init__(self, graph: Graph):
+        self.names, self.services, self.pools = graph.names, graph.services, graph.pools
+        self.preds, self.succs = graph.succs, graph.preds
+
+
+#: improvement simulates the graph about ``2 * JUSTIFY_PASSES`` more times: skipped
+#: beyond this size, where a plan must stay fast (100,000 services in under 3 s)
+JUSTIFY_MAX_SERVICES = 20_000
+JUSTIFY_PASSES = 4
+MIN_GAIN = 1e-3  # relative
+
+
+def justify(graph: Graph, est: list[float], rank: list[float], max_concurrency: int,
+            makespan: float, start: list[float], target: float) -> tuple[float, list[float], list[float]] | None:
+    """Forward-backward improvement of the schedule ``rank`` produced; returns
+    (makespan, start times, rank) of a strictly shorter one, or None."""
+    reverse = _Reversed(graph)
+    best = None
+    for _ in range(JUSTIFY_PASSES):
+        if makespan <= target * (1 + 1e-9):
+            break  # at the lower bound: nothing shorter exists
+        finish = [start[i] + est[i] for i in range(len(est))]
+        back, back_start = simulate(reverse, est, finish, max_concurrency)
+        right_start = [back - back_start[i] - est[i] for i in range(len(est))]
+        new_rank = [-x for x in right_start]
+        new_makespan, new_start = simulate(graph, est, new_rank, max_concurrency)
+        # a gain within noise is not worth leaving critical-path order, which is the
+        # more robust one when real durations differ from the estimates
+        if new_makespan >= makespan * (1 - MIN_GAIN):
+            break
+        makespan, start, best = new_makespan, new_start, (new_makespan, new_start, new_rank)
+    return best
+
+
 def make_plan(graph: Graph, max_concurrency: int, simulate_schedule: bool = True) -> Plan:
     order = graph.topo_order()
     if order is None:  # validate() reports cycles properly; this guards direct callers
@@ -149,6 +201,14 @@ def make_plan(graph: Graph, max_concurrency: int, simulate_schedule: bool = True
         raise GraphError([f"cycle {' -> '.join(c)}" for c in graph.find_cycles()] + loops, graph.source)
     est = [graph.services[n].est for n in graph.names]
     b = bounds(graph, est, max_concurrency, order)
-    makespan, starts = simulate(graph, est, b.priority, max_concurrency) if simulate_schedule else (float("nan"), [])
+    rank, justified = b.priority, False
+    if simulate_schedule:
+        makespan, starts = simulate(graph, est, rank, max_concurrency)
+        if len(graph) <= JUSTIFY_MAX_SERVICES:
+            better = justify(graph, est, rank, max_concurrency, makespan, starts, b.lower_bound_s)
+            if better is not None:
+                (makespan, starts, rank), justified = better, True
+    else:
+        makespan, starts = float("nan"), []
     return Plan(graph, max_concurrency, est, b.priority, [graph.names[i] for i in b.critical_path], b.critical_path_s,
-                b.total_work_s, b.lower_bound_s, makespan, b.pool_bounds_s, starts)
+                b.total_work_s, b.lower_bound_s, makespan, b.pool_bounds_s, starts, rank, justified)

@@ -16,7 +16,8 @@ def print_plan(p: Plan, console: Console | None = None, top: int = 15) -> None:
     ratio = p.simulated_makespan_s / p.lower_bound_s if p.lower_bound_s else 1.0
     console.print(f"total work {p.total_work_s:.2f} s; lower bound [bold]{p.lower_bound_s:.2f} s[/] "
                   f"(set by {p.constraint}); simulated makespan [bold]{p.simulated_makespan_s:.2f} s[/] "
-                  f"({ratio:.2f} x bound)")
+                  f"({ratio:.2f} x bound)"
+                  + ("; dispatch order improved by forward-backward justification" if p.justified else ""))
     if p.pool_bounds_s:
         worst = max(p.pool_bounds_s, key=p.pool_bounds_s.get)
         console.print(f"most constraining pool: [bold]{worst}[/] (limit {g.pools[worst]}, "

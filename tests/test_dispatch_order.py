@@ -71,7 +71,7 @@ def test_the_check_catches_name_order():
     graph = scaled_graph()
     steps, checks = chain_and_checks(graph)
     plan = make_plan(graph, SLOTS)
-    dispatcher = run_dispatcher(replace(plan, priority=[0.0] * len(graph)))
+    dispatcher = run_dispatcher(replace(plan, priority=[0.0] * len(graph), rank=[0.0] * len(graph)))
     jumps = jumped_the_queue(dispatcher.events, steps, checks)
     assert jumps and jumps[0].startswith("'step_1' waited while check_01, check_02, ")
     assert dispatched(dispatcher.events)[:12] == checks

@@ -14,9 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from benchmarks.graphs import pool_constrained, scaled_to
 from orchestrator.errors import CritpathError, GraphError
 from orchestrator.graph import Graph
-from orchestrator.planner import make_plan
+from orchestrator.planner import make_plan, simulate
 from orchestrator.validate import validate
 
 from .conftest import TOPOLOGIES, synth
@@ -278,3 +279,26 @@ def test_declaration_order_never_matters(graph, order):
     shuffled = list(graph.declared)
     order.shuffle(shuffled)
     assert plan_data(Graph(shuffled, graph.pools), 2) == plan_data(graph, 2)
+
+
+@settings(max_examples=300, deadline=None)
+@given(graph=dags(), slots=st.integers(1, 4))
+def test_dispatch_rank_reproduces_the_simulated_schedule_and_never_loses(graph, slots):
+    """The dispatcher starts services in ``rank`` order: replaying it gives exactly the
+    plan's schedule, which is never longer than critical-path order's."""
+    plan = make_plan(graph, slots)
+    makespan, starts = simulate(graph, plan.est, plan.rank, slots)
+    assert (makespan, starts) == (plan.simulated_makespan_s, plan.simulated_start_s)
+    assert makespan <= simulate(graph, plan.est, plan.priority, slots)[0] + 1e-9
+    assert plan.justified == (plan.rank is not plan.priority)
+
+
+def test_justification_feeds_the_bottleneck_pool_early():
+    """Eight ``extract (api: 2) -> transform -> load (db: 1)`` pipelines at 4 slots: longest
+    path first keeps the db pool idle while long pipelines extract; the justified
+    schedule starts the pipelines that reach db soonest. (CP-SAT's best known: 3.92 s.)"""
+    graph = scaled_to(pool_constrained(), 4)
+    plan = make_plan(graph, 4)
+    cp_order = simulate(graph, plan.est, plan.priority, 4)[0]
+    assert plan.justified and cp_order == pytest.approx(4.804, abs=1e-3)
+    assert plan.simulated_makespan_s == pytest.approx(4.194, abs=1e-3)
