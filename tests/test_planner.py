@@ -295,10 +295,10 @@ def test_dispatch_rank_reproduces_the_simulated_schedule_and_never_loses(graph, 
 
 def test_justification_feeds_the_bottleneck_pool_early():
     """Eight ``extract (api: 2) -> transform -> load (db: 1)`` pipelines at 4 slots: longest
-    path first keeps the db pool idle while long pipelines extract; the justified
-    schedule starts the pipelines that reach db soonest. (CP-SAT's best known: 3.92 s.)"""
+    path first keeps the db pool idle while long pipelines extract (4.80 s); the improved
+    schedule comes within 5% of the best CP-SAT knows (3.92 s, benchmarks/cpsat.py)."""
     graph = scaled_to(pool_constrained(), 4)
     plan = make_plan(graph, 4)
     cp_order = simulate(graph, plan.est, plan.priority, 4)[0]
     assert plan.justified and cp_order == pytest.approx(4.804, abs=1e-3)
-    assert plan.simulated_makespan_s == pytest.approx(4.194, abs=1e-3)
+    assert plan.simulated_makespan_s <= 1.05 * 3.92
