@@ -102,8 +102,20 @@ def drain() -> None:
     while the server is up; left to interpreter exit, it races the server's shutdown."""
     if "prefect" not in sys.modules:
         return
+    import logging
+
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker
 
-    APILogWorker.drain_all(timeout=10)
-    EventsWorker.drain_all(timeout=10)
+    # while draining, each worker logs "Still processing items: N items remaining..." as a
+    # WARNING every 4 s: progress of the wait below, not a problem for the user to act on
+    quiet = [logging.getLogger(n) for n in ("EventsWorker", "APILogWorker")]
+    levels = [lg.level for lg in quiet]
+    for lg in quiet:
+        lg.setLevel(logging.ERROR)
+    try:
+        APILogWorker.drain_all(timeout=10)
+        EventsWorker.drain_all(timeout=10)
+    finally:
+        for lg, level in zip(quiet, levels):
+            lg.setLevel(level)
