@@ -28,7 +28,21 @@ import threading
 import uuid
 from contextlib import ExitStack
 
+from distributed.diagnostics.plugin import WorkerPlugin
+
 from .base import Done, Job, WorkerLost, execute, probe, warm
+
+
+class _IgnoreCtrlC(WorkerPlugin):
+    """SIGINT is ignored in every worker process, restarted ones included."""
+
+    idempotent = True
+
+    def setup(self, worker) -> None:
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker's event loop: its main thread
+
 
 
 class DaskRunner:
@@ -66,11 +80,22 @@ class DaskRunner:
                 import dask
 
                 self._stack.enter_context(dask.config.set({"distributed.scheduler.allowed-failures": 0}))
+                # with allowed-failures 0 the scheduler logs every worker death, ours too (a
+                # cancel restarts a worker), as an ERROR, and a restart still under way when the
+                # cluster closes as a traceback; critpath reports each lost worker itself.
+                # Registered before the cluster, so the level comes back after it has closed
+                sched = logging.getLogger("distributed.scheduler")
+                self._stack.callback(sched.setLevel, sched.level)
+                sched.setLevel(logging.CRITICAL)
                 procs = max(1, min(self.workers, os.cpu_count() or 1))
                 cluster = self._stack.enter_context(LocalCluster(
                     n_workers=procs, threads_per_worker=math.ceil(self.workers / procs),
                     processes=True, dashboard_address=None, silence_logs=logging.ERROR))
                 self.client = self._stack.enter_context(Client(cluster))
+                # critpath handles Ctrl-C for the whole run. A terminal's Ctrl-C also reaches
+                # the worker processes, which are in its process group; a worker that the
+                # nanny starts again after a cancel must not die of it with a traceback
+                self.client.register_plugin(_IgnoreCtrlC(), name="critpath-ignore-ctrl-c")
             self.client.gather([self.client.submit(warm, i, pure=False) for i in range(self.capacity)])
             gatherer = threading.Thread(target=self._gather_loop, name="critpath-dask-gather", daemon=True)
             gatherer.start()

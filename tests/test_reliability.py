@@ -481,6 +481,27 @@ def test_sigterm_cancels_and_exits_143(prefect_server, tmp_path):
     wait_until(lambda: gone(worker), 30, f"worker {worker} running 'long' to be gone")
 
 
+@pytest.mark.parametrize("runner", engines("dask", "ray"))
+def test_sigint_cancels_a_refresh_on_a_cluster_runner(runner, prefect_server, tmp_path):
+    """The same Ctrl-C on the cluster runners: the Dask future or Ray task running ``long``
+    is cancelled (its worker restarted or killed), the flow run ends Cancelled, and the CLI
+    exits 130 long before ``long`` would have returned."""
+    pidfile = _cancel_project(tmp_path)
+    with Cli("run", "--graph", "g.json", "--runner", runner, "--workers", "3", cwd=tmp_path,
+             api_url=prefect_server) as cli:
+        read_pid(pidfile)
+        cli.signal_group(signal.SIGINT)
+        code = cli.wait(EXIT_BOUND_S)
+    assert code == 130, f"exit status {code} (None: still running)\n{cli.stdout}{cli.stderr}"
+    assert f"2/4 services completed on {runner}" in cli.stdout
+    assert "CANCELLED (SIGINT received): 1 in flight (long), 1 not started" in cli.stdout
+    assert "Traceback" not in cli.stderr, cli.stderr
+    report = _last_report(tmp_path)
+    assert {n: s["state"] for n, s in report["services"].items()} == {
+        "first": "completed", "side": "completed", "long": "cancelled", "after_long": "not_run"}
+    assert _flow_run(prefect_server, report["flow_run_id"]).state.type.value == "CANCELLED"
+
+
 #: bounds a wait for a cancelled CLI to exit: ``long`` would sleep 60 s, so a process still
 #: there after this is waiting for it (an upper bound on a hang, not a measurement)
 EXIT_BOUND_S = 30
