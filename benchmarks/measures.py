@@ -117,6 +117,10 @@ class Engine:
     def run(self, graph: Graph, max_concurrency: int) -> dict:
         from orchestrator.flow import run
 
+        # the baselines share this engine: a Prefect-native run on Ray makes Ray replace
+        # workers, and a new worker loads critpath's function on its first call. Untimed.
+        if hasattr(self.runner, "warm"):
+            self.runner.warm()
         self.server.settle()
         return run(graph, self.runner, max_concurrency=max_concurrency)
 

@@ -20,7 +20,7 @@ import logging
 import os
 import sys
 
-from .base import Done, Job, WorkerLost, execute, probe, warm
+from .base import Done, Job, WorkerLost, execute, probe
 
 #: Environment variables an existing cluster's workers get from here: the knobs services read
 #: (README, "The bundled refresh"). Never every CRITPATH_* variable: one may hold a password.
@@ -63,9 +63,16 @@ class RayRunner:
         if self.address:
             self.capacity = int(ray.cluster_resources().get("CPU", self.workers))
         self._execute = ray.remote(num_cpus=1, max_retries=0)(execute)
-        self._warm = ray.remote(num_cpus=1)(warm)
-        ray.get([self._warm.remote(i) for i in range(self.capacity)])
+        self.warm()
         return self
+
+    def warm(self) -> None:
+        """Run a no-op job on every slot. It runs ``execute`` itself, because a worker
+        imports each remote function on its first call (100-200 ms here); a separate
+        warm-up function would leave that to the first services, on the critical path."""
+        import ray
+
+        ray.get([self._execute.remote(Job(f"warm#{i}", "warm", duration=0.0)) for i in range(self.capacity)])
 
     def __exit__(self, *exc):
         import ray
