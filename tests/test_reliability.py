@@ -48,6 +48,7 @@ from orchestrator.planner import make_plan
 from orchestrator.report import summary
 from orchestrator.timeline import render_html
 from orchestrator.validate import validate
+from runners.processes import ProcessRunner
 from runners.threads import ThreadRunner
 from tests.helpers.hostile import CONFIGS, DOCUMENTS, JUNK_TEXT, NAMES, to_toml
 from tests.helpers.observers import EventLog
@@ -242,6 +243,30 @@ def test_a_secret_never_leaves_its_worker(engine, password, prefect_server):
               **_flow_run_texts(prefect_server, report["flow_run_id"], rb)}
     assert "***" in places["logs"]
     assert [where for where, text in places.items() if password in text] == []
+
+
+def test_a_secret_from_a_prefect_secret_block_is_masked_too(prefect_server, monkeypatch):
+    """The same leak with the credential in a Prefect Secret block (no environment variable
+    of that name): the service gets the value, and nothing that leaves it holds it. The
+    body runs in a worker process, which finds the API as a user's would: from the
+    environment it was started with, not from the test's settings context."""
+    from prefect.blocks.system import Secret
+
+    monkeypatch.setenv("PREFECT_API_URL", prefect_server)
+    name, value = f"critpath-block-{uuid.uuid4().hex[:8]}", f"blk-{uuid.uuid4().hex}"
+    assert name.upper() not in os.environ
+    graph = Graph([_call("leaky", "leak", params={"name": name})])
+    with api(prefect_server):
+        Secret(value=value).save(name)
+        with ProcessRunner(workers=1) as runner:
+            report = run(graph, runner, max_concurrency=1)
+    # '***' (not a LookupError) shows the block was read and its value registered
+    assert report["services"]["leaky"]["error"] == "PermissionError: login refused for password '***'"
+    rb = readback(prefect_server, report["flow_run_id"], graph.names,
+                  expect_logs={"leaky": "connecting with password ***"})
+    places = {"report": json.dumps(report), "timeline": render_html(report),
+              **_flow_run_texts(prefect_server, report["flow_run_id"], rb)}
+    assert [where for where, text in places.items() if value in text] == []
 
 
 @pytest.mark.parametrize("engine", engines("ray"), indirect=True)
