@@ -14,9 +14,7 @@ import json
 import statistics
 import sys
 
-
-def _f(x, fmt: str = ".2f") -> str:
-    return "n/a" if x is None else f"{x:{fmt}}"
+from .tables import _f  # the same number format as the terminal tables
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:

@@ -170,9 +170,8 @@ def start_prefect_api() -> None:
     if PREFECT_API_URL.value():
         return
     from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS as STARTUP, temporary_settings
 
-    with shielded_from_ctrl_c(), temporary_settings(updates={STARTUP: max(90, STARTUP.value())}):
+    with shielded_from_ctrl_c():  # its start-up timeout: see run(), its only caller
         with get_client(sync_client=True):
             pass
 
