@@ -44,7 +44,6 @@ class _IgnoreCtrlC(WorkerPlugin):
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker's event loop: its main thread
 
 
-
 class DaskRunner:
     name = "dask"
 
@@ -55,9 +54,9 @@ class DaskRunner:
         self._stack = ExitStack()
         self.client = None
         self._finished: queue.SimpleQueue = queue.SimpleQueue()
-        self._callbacks: dict[str, object] = {}  # future key -> done
-        self._jobs: dict[str, tuple[Job, float, int, list]] = {}  # key -> (job, priority, resubmits, handle)
-        self._lock = threading.Lock()  # submit, cancel and the gatherer touch the two below
+        #: future key -> (job, priority, done, resubmits, handle), while the future is live
+        self._jobs: dict[str, tuple[Job, float, Done, int, list]] = {}
+        self._lock = threading.Lock()  # submit, cancel and the gatherer touch the three below
         self._restarting = 0  # worker restarts of ours under way
         self._exposed: set[str] = set()  # keys live while a restart of ours was under way
 
@@ -124,8 +123,7 @@ class DaskRunner:
             except BaseException:  # a result vanished with its worker: fetch one by one below
                 results = None
             for i, f in enumerate(ok):
-                self._forget(f.key)
-                done = self._callbacks.pop(f.key)
+                done = self._take(f.key)[2]
                 if results is not None:
                     done(results[i])
                 else:
@@ -143,25 +141,24 @@ class DaskRunner:
                         if self._resubmitted(f.key):
                             continue
                         exc = WorkerLost(f"dask worker died while running {f.key}: {exc}")
-                    self._forget(f.key)
-                    self._callbacks.pop(f.key)(exc)
+                    self._take(f.key)[2](exc)
             if more is None:
                 return
 
-    def _forget(self, key: str) -> None:
+    def _take(self, key: str) -> tuple[Job, float, Done, int, list]:
+        """The live job of a future that has ended, no longer live."""
         with self._lock:
-            self._jobs.pop(key, None)
             self._exposed.discard(key)
+            return self._jobs.pop(key)
 
     def _resubmitted(self, key: str) -> bool:
         """A job killed by our own worker restart runs again, under a new key."""
         with self._lock:
             exposed = key in self._exposed
-            job, priority, resubmits, handle = self._jobs.get(key, (None, 0.0, 0, None))
-        if not exposed or job is None or resubmits >= self.MAX_RESUBMITS:
+            resubmits = self._jobs[key][3]
+        if not exposed or resubmits >= self.MAX_RESUBMITS:
             return False
-        done = self._callbacks.pop(key)
-        self._forget(key)
+        job, priority, done, resubmits, handle = self._take(key)
         try:
             self._submit(job, priority, done, resubmits + 1, handle)
         except Exception as exc:  # noqa: BLE001 - the cluster is going away: report as usual
@@ -179,9 +176,8 @@ class DaskRunner:
         """``handle`` (a one-item list, what the dispatcher holds) always points at the
         job's current future, so a cancel reaches a resubmitted job too."""
         key = f"{job.key}-{uuid.uuid4().hex[:8]}"
-        self._callbacks[key] = done
         with self._lock:
-            self._jobs[key] = (job, priority, resubmits, handle)
+            self._jobs[key] = (job, priority, done, resubmits, handle)
             if self._restarting:
                 self._exposed.add(key)
         fut = self.client.submit(execute, job, key=key, pure=False, priority=priority, retries=0)
