@@ -30,6 +30,8 @@ from orchestrator.model import Service
 from orchestrator.planner import make_plan
 
 TRACES = Path(__file__).resolve().parent.parent.parent / "shared" / "traces"
+#: the trace the quick set uses, kept in the repository: a clone without ../shared still benches
+OWN_TRACES = Path(__file__).resolve().parent / "traces"
 
 
 def _chain(prefix: str, durations, first_after=()):
@@ -127,13 +129,15 @@ ISSUE_GRAPHS = {"chain+shorts": chain_and_shorts, "alternating chains": alternat
 
 
 def trace_cases(folder: Path = TRACES) -> dict[str, Callable[..., Graph]]:
-    """Every WfCommons trace in ``folder``, by file stem, as a builder like the families'."""
+    """Every WfCommons trace in ``folder`` and in ``OWN_TRACES``, by file stem, as a
+    builder like the families'."""
     from orchestrator.loaders import load_graph_file
 
     def builder(path: Path):
         return lambda scale=1.0: load_graph_file(path, scale)
 
-    return {p.stem: builder(p) for p in sorted(folder.glob("*.json"))}
+    paths = {p.stem: p for d in (OWN_TRACES, folder) for p in sorted(d.glob("*.json"))}
+    return {stem: builder(paths[stem]) for stem in sorted(paths)}
 
 
 def scaled_to(graph: Graph, concurrency: int, target_s: float = 3.0) -> Graph:
