@@ -33,7 +33,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import ExitStack
 from typing import Any, Callable
 
-from orchestrator.graph import Graph
+from orchestrator.planning.graph import Graph
 
 
 def noop(*_upstream: Any) -> None:
@@ -57,7 +57,7 @@ def body(spec, *_upstream: Any) -> tuple[float, float, str | None]:
             from runners.base import resolve
 
             resolve(spec[0])(**spec[1])
-    except Exception as exc:  # noqa: BLE001 - reported as data, like critpath's execute()
+    except Exception as exc:  # reported as data, like critpath's execute()
         error = f"{type(exc).__name__}: {exc}"
     return start, time.time(), error
 
@@ -69,7 +69,7 @@ def spec_of(graph: Graph, i: int):
 
 def measured_bound(graph: Graph, results: list, limit: int) -> float:
     """max(critical path, work / limit, pool work / pool limit) of the measured durations."""
-    from orchestrator.planner import priorities
+    from orchestrator.planning.planner import priorities
 
     took = [max(0.0, r[1] - r[0]) if r else 0.0 for r in results]
     prio = priorities(graph, took, graph.topo_order())
@@ -309,17 +309,12 @@ class _Dask:
     def close(self) -> None:
         import logging
 
+        from orchestrator.support.logs import quiet
+
         # closing a cluster that still holds results makes distributed log errors about
         # clients and lost keys: shutdown noise of the baseline, not a finding
-        loggers = [logging.getLogger(n) for n in ("distributed", "asyncio")]
-        levels = [lg.level for lg in loggers]
-        for lg in loggers:
-            lg.setLevel(logging.CRITICAL)
-        try:
+        with quiet("distributed", "asyncio", level=logging.CRITICAL):
             self._stack.close()
-        finally:
-            for lg, level in zip(loggers, levels):
-                lg.setLevel(level)
 
 
 class _Ray:

@@ -13,8 +13,8 @@ import statistics
 
 from benchmarks.graphs import ISSUE_GRAPHS
 from benchmarks.levels import run_levels
-from orchestrator.flow import run
-from orchestrator.planner import make_plan
+from orchestrator.flows.flow import run
+from orchestrator.planning.planner import make_plan
 
 SLOTS = 2
 
@@ -43,7 +43,7 @@ def measure(runners: list[str], repeat: int = 3) -> list[dict]:
 
 
 def table(rows: list[dict]) -> str:
-    head = f"| graph | runner | lower bound s | simulated s | makespan s | makespan / bound |\n|---|---|---:|---:|---:|---:|"
+    head = "| graph | runner | lower bound s | simulated s | makespan s | makespan / bound |\n|---|---|---:|---:|---:|---:|"
     body = [f"| {r['graph']} | {r['runner']} | {r['bound_s']:.2f} | {r['simulated_s']:.2f} | "
             f"{r['makespan_s']:.2f} | {r['ratio']:.3f} |" for r in rows]
     return "\n".join([head, *body])

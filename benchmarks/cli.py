@@ -28,7 +28,7 @@ RUNNERS = ("threads", "processes", "dask", "ray")
 
 
 def _choices(option: str, value: str | None, known: tuple[str, ...]) -> tuple[str, ...] | None:
-    from orchestrator.errors import CritpathError, did_you_mean
+    from orchestrator.planning.errors import CritpathError, did_you_mean
 
     if value is None:
         return None
@@ -85,7 +85,7 @@ class Bench:
                 case.critpath_round()
                 case.baseline_round()
             row = case.row()
-        except Exception as exc:  # noqa: BLE001 - a measurement that breaks is a row, and --check says so
+        except Exception as exc:  # a measurement that breaks is a row, and --check says so
             row = {"measure": measure, "runner": runner, "error": f"{type(exc).__name__}: {exc}"}
             if hasattr(case, "case"):
                 row.update(case=case.case.name, concurrency=case.case.concurrency)
@@ -104,7 +104,7 @@ class Bench:
             try:
                 import ortools  # noqa: F401
             except ImportError:
-                from orchestrator.errors import CritpathError
+                from orchestrator.planning.errors import CritpathError
 
                 raise CritpathError(MISSING) from None
             cases = efficiency_cases(s)
@@ -131,7 +131,7 @@ class Bench:
         return self.results
 
     def _runner(self, name: str, server, cases) -> None:
-        from orchestrator.flow import started
+        from orchestrator.flows.flow import started
 
         from .graphs import noop_fanout
         from .measures import Efficiency, Engine, Overhead, Refresh, Throughput, refinery_graph
@@ -171,7 +171,7 @@ class Bench:
                                    Throughput(engine, s, runner.capacity, with_native=False), 1, name)
                     finally:
                         engine.close()
-        except Exception as exc:  # noqa: BLE001 - e.g. the engine would not start: the other runners go on
+        except Exception as exc:  # e.g. the engine would not start: the other runners go on
             self.results["errors"].append({"measure": "runner", "runner": name,
                                            "error": f"{type(exc).__name__}: {exc}"})
             self.log(f"[red]runner     {name}: {type(exc).__name__}: {exc}[/]")
@@ -209,7 +209,7 @@ def bench(quick, only, runners, json_path, check, solver_time_limit, cases):
     if solver_time_limit:
         settings.solver_time_limit_s = solver_time_limit
     if cases:
-        from orchestrator.errors import CritpathError
+        from orchestrator.planning.errors import CritpathError
 
         pairs = []
         for item in cases.split(","):
@@ -234,7 +234,7 @@ def bench(quick, only, runners, json_path, check, solver_time_limit, cases):
     try:
         results = Bench(settings, lambda msg: err.print(msg)).run()
     except KeyError as exc:
-        from orchestrator.errors import CritpathError
+        from orchestrator.planning.errors import CritpathError
 
         raise CritpathError(str(exc.args[0])) from None
     results["efficiency"] = _sorted_efficiency(results["efficiency"], settings.runners)
@@ -261,10 +261,9 @@ def bench(quick, only, runners, json_path, check, solver_time_limit, cases):
                         "machine": platform.platform(), "versions": _versions(), "argv": sys.argv[1:],
                         "settings": asdict(settings)},
                "results": results, "broken": broken, "missed": missed, "warnings": warned}
-        tmp = f"{json_path}.tmp{os.getpid()}"
-        with open(tmp, "w") as f:
-            json.dump(doc, f, indent=1, default=str)
-        os.replace(tmp, json_path)
+        from orchestrator.support.files import write_text
+
+        write_text(json_path, json.dumps(doc, indent=1, default=str))
         console.print(f"json: {json_path}")
     if check and broken:
         sys.exit(1)

@@ -29,8 +29,8 @@ import math
 import time
 from dataclasses import dataclass
 
-from orchestrator.graph import Graph
-from orchestrator.planner import priorities, simulate
+from orchestrator.planning.graph import Graph
+from orchestrator.planning.planner import priorities, simulate
 
 MISSING = ("the best-known column needs ortools, a benchmark-only dependency: "
            "pip install -e \".[bench]\" (or pip install ortools)")

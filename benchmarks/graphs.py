@@ -25,9 +25,9 @@ import random
 from pathlib import Path
 from typing import Callable
 
-from orchestrator.graph import Graph
-from orchestrator.model import Service
-from orchestrator.planner import make_plan
+from orchestrator.planning.graph import Graph
+from orchestrator.planning.model import Service
+from orchestrator.planning.planner import make_plan
 
 TRACES = Path(__file__).resolve().parent.parent.parent / "shared" / "traces"
 #: the trace the quick set uses, kept in the repository: a clone without ../shared still benches
@@ -131,7 +131,7 @@ ISSUE_GRAPHS = {"chain+shorts": chain_and_shorts, "alternating chains": alternat
 def trace_cases(folder: Path = TRACES) -> dict[str, Callable[..., Graph]]:
     """Every WfCommons trace in ``folder`` and in ``OWN_TRACES``, by file stem, as a
     builder like the families'."""
-    from orchestrator.loaders import load_graph_file
+    from orchestrator.inputs.loaders import load_graph_file
 
     def builder(path: Path):
         return lambda scale=1.0: load_graph_file(path, scale)

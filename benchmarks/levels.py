@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 
-from orchestrator.graph import Graph
+from orchestrator.planning.graph import Graph
 from runners.base import Job, execute
 
 

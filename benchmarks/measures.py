@@ -28,8 +28,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.graph import Graph
-from orchestrator.planner import Plan, make_plan
+from orchestrator.planning.graph import Graph
+from orchestrator.planning.planner import Plan, make_plan
 
 from .baselines import NATIVE_NAME, RAW_NAME, baselines_for, native_graph
 from .graphs import noop_chain, noop_fanout
@@ -42,7 +42,7 @@ class Settings:
     quick: bool = False
     runners: tuple[str, ...] = ("threads", "processes", "dask", "ray")
     measures: tuple[str, ...] = ("overhead", "throughput", "efficiency", "planner", "refresh")
-    slots: int = 8  # every runner's default capacity (orchestrator.flow.DEFAULT_CONCURRENCY)
+    slots: int = 8  # every runner's default capacity (orchestrator.flows.flow.DEFAULT_CONCURRENCY)
     high_concurrency: int | None = 64
     hops: int = 50
     overhead_repeats: int = 5
@@ -88,7 +88,7 @@ def guarded(baseline_round):
     def wrapper(self) -> None:
         try:
             baseline_round(self)
-        except Exception as exc:  # noqa: BLE001 - reported in the row and the tables
+        except Exception as exc:  # reported in the row and the tables
             self.baseline_errors = [*getattr(self, "baseline_errors", []),
                                     f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"]
 
@@ -115,7 +115,7 @@ class Engine:
         self.base = baselines_for(runner)
 
     def run(self, graph: Graph, max_concurrency: int) -> dict:
-        from orchestrator.flow import run
+        from orchestrator.flows.flow import run
 
         # the baselines share this engine: a Prefect-native run on Ray makes Ray replace
         # workers, and a new worker loads critpath's function on its first call. Untimed.
@@ -363,10 +363,10 @@ class Efficiency:
 def refinery_graph() -> tuple[Graph | None, str | None]:
     """The bundled refresh, or why it cannot be loaded yet."""
     try:
-        from orchestrator.loaders import load_module
+        from orchestrator.inputs.loaders import load_module
 
         return load_module("services.refinery"), None
-    except Exception as exc:  # noqa: BLE001 - any import problem means: skip, and say why
+    except Exception as exc:  # any import problem means: skip, and say why
         return None, (f"services.refinery is not importable yet ({type(exc).__name__}: "
                       f"{str(exc).splitlines()[0] if str(exc) else ''})")
 

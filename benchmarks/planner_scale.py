@@ -26,9 +26,9 @@ def measure(n: int, trace_memory: bool = False) -> dict:
     import tracemalloc
 
     from benchmarks.graphs import planner_graph
-    from orchestrator.graph import Graph
-    from orchestrator.planner import make_plan
-    from orchestrator.validate import validate
+    from orchestrator.planning.graph import Graph
+    from orchestrator.planning.planner import make_plan
+    from orchestrator.planning.validate import validate
 
     services = planner_graph(n)
     gc.collect()

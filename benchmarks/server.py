@@ -2,7 +2,7 @@
 
 critpath and the Prefect-native baseline talk to the same server, started here on
 127.0.0.1 with a private ``PREFECT_HOME`` (its own SQLite database, removed after)
-and the task-run recorder settings of ``orchestrator.flow.SERVER_DEFAULTS`` (batch
+and the task-run recorder settings of ``orchestrator.flows.flow.SERVER_DEFAULTS`` (batch
 size 500 instead of Prefect's 1). A temporary in-process server would not do:
 Prefect-native tasks on Dask worker processes need an API they can reach
 (BASELINES.md, "Server process did not start").
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from orchestrator.prefect_server import drain
+from orchestrator.flows.server import drain
 
 ROOT = Path(__file__).resolve().parent.parent
 #: /api/health answers after 10-15 s on a 2-core machine (BASELINES.md); more when loaded
@@ -109,8 +109,8 @@ def _descendants(procs: dict, root: int) -> set[int]:
 @contextmanager
 def prefect_server(home: Path) -> Iterator[Server]:
     """A fresh ``prefect server start`` on 127.0.0.1."""
-    from orchestrator import prefect_server as ps
-    from orchestrator.flow import SERVER_DEFAULTS
+    from orchestrator.flows import server as ps
+    from orchestrator.flows.flow import SERVER_DEFAULTS
 
     env = {**os.environ, **SERVER_DEFAULTS}  # the bench's server: these values, whatever the shell has
     env.update(server_fixes(env))
@@ -138,7 +138,7 @@ def _environ(**values: str) -> Iterator[None]:
 @contextmanager
 def bench_environment(keep_dir: str | None = None) -> Iterator[Server]:
     """Start the server and set the inherited environment; yields the ``Server``."""
-    from orchestrator.flow import prefect_env_defaults
+    from orchestrator.flows.flow import prefect_env_defaults
 
     with ExitStack() as stack:
         scratch = Path(keep_dir) if keep_dir else Path(stack.enter_context(tempfile.TemporaryDirectory(

@@ -12,7 +12,7 @@ import pytest
 from benchmarks.conftest import engine_params
 from benchmarks.graphs import ISSUE_GRAPHS
 from benchmarks.levels import run_levels
-from orchestrator.planner import make_plan
+from orchestrator.planning.planner import make_plan
 
 SLOTS = 2
 

@@ -1,5 +1,5 @@
 """``python -m orchestrator`` is ``critpath``."""
-from .cli import main
+from .ui.cli import main
 
 if __name__ == "__main__":
     main()

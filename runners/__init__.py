@@ -1,11 +1,14 @@
 """One small module per engine behind the ``runners.base.Runner`` interface.
 
 Engines are imported lazily: ``critpath plan`` and the threads runner never
-import Dask or Ray.
+import Dask or Ray. This package imports nothing from ``orchestrator``: the
+orchestrator depends on the runner contract, never the other way round.
 """
 from __future__ import annotations
 
 import importlib
+
+from .base import RunnerSetupError
 
 RUNNERS = {
     "threads": "runners.threads:ThreadRunner",
@@ -16,13 +19,9 @@ RUNNERS = {
 
 
 def make_runner(name: str, workers: int, address: str | None = None):
-    from orchestrator.errors import CritpathError, did_you_mean
-
-    if name not in RUNNERS:
-        raise CritpathError(f"unknown runner {name!r}{did_you_mean(name, RUNNERS)}; "
-                            f"choose one of: {', '.join(RUNNERS)}")
+    """The runner called ``name`` (one of ``RUNNERS``; the caller has checked it)."""
     module, _, cls = RUNNERS[name].partition(":")
     try:
         return getattr(importlib.import_module(module), cls)(workers=workers, address=address)
     except ValueError as exc:
-        raise CritpathError(str(exc)) from None
+        raise RunnerSetupError(str(exc)) from None

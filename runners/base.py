@@ -57,6 +57,18 @@ class WorkerLost(RuntimeError):
     dispatcher can retry on a surviving worker without knowing the engine."""
 
 
+class RestartedWorkerLost(WorkerLost):
+    """The worker died because critpath itself restarted it (to stop a timed-out or
+    cancelled service running beside this one). Not the infrastructure's fault and not
+    the service's: the dispatcher decides what to do with it (it runs the job again
+    without counting an attempt, a few times at most)."""
+
+
+class RunnerSetupError(ValueError):
+    """A runner cannot be made as asked (an option that does not apply to it);
+    ``str()`` says what to change."""
+
+
 class Runner(Protocol):
     name: str
     capacity: int  # how many jobs the engine runs at once
@@ -96,7 +108,7 @@ _secrets_lock = threading.Lock()
 
 
 def register_secret(value: str) -> None:
-    """Values to mask in whatever leaves this worker (see ``orchestrator.secrets``) and in
+    """Values to mask in whatever leaves this worker (see ``orchestrator.flows.credentials``) and in
     every log record this process creates from now on, whoever logs it and wherever it is
     printed. On the threads runner the worker is the CLI's own process: its console handler
     prints another library's WARNING as it happens, before anything else could mask it."""
@@ -211,7 +223,7 @@ def execute(job: Job) -> Outcome:
         else:
             _synthetic(job.duration or 0.0, job.kind)
         ok, err, tb = True, None, None
-    except BaseException as exc:  # noqa: BLE001 - a service's failure is data, not a crash
+    except BaseException as exc:  # a service's failure is data, not a crash
         ok = False
         err = f"{type(exc).__name__}: {exc}"
         tb = "".join(traceback.format_exception(exc))

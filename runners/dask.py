@@ -14,9 +14,10 @@ No polling: the gatherer blocks on its queue.
 Cancelling a running service restarts its worker process (the only way to stop a
 body Dask cannot interrupt). Whatever else was on that worker, or was sent to it
 before it came back, dies with it: that is the runner's own doing, not a lost
-worker, so such jobs are resubmitted here instead of being reported. A job is
-"exposed" when it was live while one of our restarts was under way; only exposed
-jobs that die with ``KilledWorker`` are resubmitted, a few times at most.
+worker, so such a death is reported as ``RestartedWorkerLost`` and the dispatcher
+decides what to do (it sends the job again). A job is "exposed" when it was live
+while one of our restarts was under way; only exposed jobs that die with
+``KilledWorker`` are reported so.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from contextlib import ExitStack
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from .base import Done, Job, WorkerLost, execute, probe, warm
+from .base import Done, Job, RestartedWorkerLost, WorkerLost, execute, probe, warm
 
 
 class _IgnoreCtrlC(WorkerPlugin):
@@ -54,8 +55,8 @@ class DaskRunner:
         self._stack = ExitStack()
         self.client = None
         self._finished: queue.SimpleQueue = queue.SimpleQueue()
-        #: future key -> (job, priority, done, resubmits, handle), while the future is live
-        self._jobs: dict[str, tuple[Job, float, Done, int, list]] = {}
+        #: future key -> the dispatcher's callback, while the future is live
+        self._live: dict[str, Done] = {}
         self._lock = threading.Lock()  # submit, cancel and the gatherer touch the three below
         self._restarting = 0  # worker restarts of ours under way
         self._exposed: set[str] = set()  # keys live while a restart of ours was under way
@@ -123,7 +124,7 @@ class DaskRunner:
             except BaseException:  # a result vanished with its worker: fetch one by one below
                 results = None
             for i, f in enumerate(ok):
-                done = self._take(f.key)[2]
+                done = self._take(f.key)
                 if results is not None:
                     done(results[i])
                 else:
@@ -137,70 +138,51 @@ class DaskRunner:
                         exc = f.exception() or RuntimeError(f"dask future {f.key} ended as {f.status}")
                     except BaseException as err:
                         exc = err
+                    exposed = self._was_exposed(f.key)
                     if type(exc).__name__ == "KilledWorker":
-                        if self._resubmitted(f.key):
-                            continue
-                        exc = WorkerLost(f"dask worker died while running {f.key}: {exc}")
-                    self._take(f.key)[2](exc)
+                        kind = RestartedWorkerLost if exposed else WorkerLost
+                        exc = kind(f"dask worker died while running {f.key}: {exc}")
+                    self._take(f.key)(exc)
             if more is None:
                 return
 
-    def _take(self, key: str) -> tuple[Job, float, Done, int, list]:
-        """The live job of a future that has ended, no longer live."""
+    def _was_exposed(self, key: str) -> bool:
+        with self._lock:
+            return key in self._exposed
+
+    def _take(self, key: str) -> Done:
+        """The callback of a future that has ended, no longer live."""
         with self._lock:
             self._exposed.discard(key)
-            return self._jobs.pop(key)
-
-    def _resubmitted(self, key: str) -> bool:
-        """A job killed by our own worker restart runs again, under a new key."""
-        with self._lock:
-            exposed = key in self._exposed
-            resubmits = self._jobs[key][3]
-        if not exposed or resubmits >= self.MAX_RESUBMITS:
-            return False
-        job, priority, done, resubmits, handle = self._take(key)
-        try:
-            self._submit(job, priority, done, resubmits + 1, handle)
-        except Exception as exc:  # noqa: BLE001 - the cluster is going away: report as usual
-            done(exc)
-        return True
-
-    #: how often one job may be resubmitted after our own restarts killed it (two hung
-    #: services timing out together can kill it twice); beyond that it is a lost worker
-    MAX_RESUBMITS = 3
+            return self._live.pop(key)
 
     def submit(self, job: Job, priority: float, done: Done):
-        return self._submit(job, priority, done, 0, [None])
-
-    def _submit(self, job: Job, priority: float, done: Done, resubmits: int, handle: list):
-        """``handle`` (a one-item list, what the dispatcher holds) always points at the
-        job's current future, so a cancel reaches a resubmitted job too."""
         key = f"{job.key}-{uuid.uuid4().hex[:8]}"
         with self._lock:
-            self._jobs[key] = (job, priority, done, resubmits, handle)
+            self._live[key] = done
             if self._restarting:
                 self._exposed.add(key)
         fut = self.client.submit(execute, job, key=key, pure=False, priority=priority, retries=0)
-        handle[0] = fut
         fut.add_done_callback(self._finished.put)
-        return handle
+        return fut
 
     def cancel(self, handle) -> None:
         """Stop a queued or running service. Dask cannot interrupt a running task's
         thread, so the worker process running it is restarted by its nanny (only in a
         cluster critpath started: a shared cluster's workers are not ours to restart).
-        Other services on that worker are resubmitted (see the module docstring)."""
-        fut = handle[0]
+        Other services on that worker are reported as killed by our restart (see the
+        module docstring)."""
+        fut = handle
         running_on = []
         if not self.address:
             try:
                 running_on = [a for a, keys in self.client.processing().items() if fut.key in keys]
-            except Exception:  # noqa: BLE001 - the cluster may be shutting down
+            except Exception:  # the cluster may be shutting down
                 pass
         if running_on:
             with self._lock:  # from now until the restart is over, every live job is exposed
                 self._restarting += 1
-                self._exposed.update(self._jobs)
+                self._exposed.update(self._live)
         fut.cancel()
         if running_on:
             threading.Thread(target=self._restart, args=(running_on,), daemon=True,
@@ -209,7 +191,7 @@ class DaskRunner:
     def _restart(self, addresses) -> None:
         try:
             self.client.restart_workers(addresses, timeout=60, raise_for_error=False)
-        except Exception:  # noqa: BLE001 - best effort; the dispatcher has moved on
+        except Exception:  # best effort; the dispatcher has moved on
             pass
         finally:
             with self._lock:

@@ -12,7 +12,7 @@ inherit this environment as it is: ``runtime_env`` carries only ``PYTHONPATH``.
 An existing cluster's workers have their own environment; they also get the
 refresh's documented knobs (``FORWARDED``: settings, not credentials). Secrets
 for services on a cluster come from Prefect Secret blocks
-(``orchestrator.secrets.secret``) or from the cluster's own environment.
+(``orchestrator.flows.credentials.secret``) or from the cluster's own environment.
 """
 from __future__ import annotations
 

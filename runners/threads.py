@@ -33,7 +33,7 @@ class ThreadRunner:
         def work():
             try:
                 out = execute(job)
-            except BaseException as exc:  # noqa: BLE001 - execute catches the body's; this is ours
+            except BaseException as exc:  # execute catches the body's; this is ours
                 out = exc
             done(out)
 

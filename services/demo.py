@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 
-from orchestrator.model import service
+from orchestrator.planning.model import service
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from typing import Callable, Iterable
 
 import pytest
 
-from orchestrator.graph import Graph
-from orchestrator.model import Service
+from orchestrator.planning.graph import Graph
+from orchestrator.planning.model import Service
 
 DATA = Path(__file__).parent / "data"
 
@@ -124,8 +124,8 @@ def topologies() -> dict[str, Callable[[], Graph]]:
 # -- live runs: a real Prefect server and every runner -----------------------------------------
 # Defined in their own modules (tests/prefect_fixtures.py, tests/runner_fixtures.py) and made
 # visible here; importing them costs nothing until a test asks for one.
-from tests.prefect_fixtures import prefect_server  # noqa: E402,F401
-from tests.runner_fixtures import runner_name  # noqa: E402,F401
+from tests.prefect_fixtures import prefect_server  # noqa: F401
+from tests.runner_fixtures import runner_name  # noqa: F401
 
 MARKERS = {
     "dask": "runs a real Dask cluster with worker processes",
@@ -158,7 +158,7 @@ def pytest_sessionfinish(session, exitstatus):
         return
     from prefect.server.api.server import SubprocessASGIServer, subprocess_server_logger
 
-    from orchestrator.prefect_server import drain
+    from orchestrator.flows.server import drain
 
     drain()
     # its "Stopping temporary server" line would go to the API being stopped, and fail

@@ -21,7 +21,7 @@ from typing import Iterable
 
 import pytest
 
-from orchestrator import prefect_server as prefect_server_
+from orchestrator.flows import server as prefect_server_
 
 #: how long readback waits for the server to persist what run() sent it
 READBACK_TIMEOUT_S = 60

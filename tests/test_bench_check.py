@@ -75,7 +75,7 @@ def test_recorder_flush_interval_is_whole_seconds(value, fixed):
 
 def test_cli_rejects_unknown_names_with_the_choices():
     from benchmarks.cli import MEASURES, _choices
-    from orchestrator.errors import CritpathError
+    from orchestrator.planning.errors import CritpathError
 
     assert _choices("--only", "overhead, planner", MEASURES) == ("overhead", "planner")
     with pytest.raises(CritpathError, match="'efficency'.*choose from overhead,throughput"):

@@ -11,8 +11,8 @@ import pytest
 
 from benchmarks.cpsat import best_schedule, durations_ms, list_schedule, verify
 from benchmarks.graphs import chain_and_shorts, random_layered
-from orchestrator.graph import Graph
-from orchestrator.model import Service
+from orchestrator.planning.graph import Graph
+from orchestrator.planning.model import Service
 
 pytest.importorskip("ortools", reason="benchmark-only dependency: pip install -e '.[bench]'")
 

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.graphs import (FAMILIES, noop_chain, noop_fanout, planner_graph, pool_constrained, scaled_to,
-                               trace_cases)
-from orchestrator.graph import Graph
-from orchestrator.planner import make_plan
-from orchestrator.validate import validate
+from benchmarks.graphs import FAMILIES, noop_chain, noop_fanout, planner_graph, pool_constrained, scaled_to, trace_cases
+from orchestrator.planning.graph import Graph
+from orchestrator.planning.planner import make_plan
+from orchestrator.planning.validate import validate
 
 
 def shape(g: Graph):

@@ -28,14 +28,15 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from itertools import pairwise
 from types import SimpleNamespace
 
 import pytest
 
-from orchestrator.errors import GraphError
-from orchestrator.flow import run
-from orchestrator.graph import Graph
-from orchestrator.model import Service
+from orchestrator.flows.flow import run
+from orchestrator.planning.errors import GraphError
+from orchestrator.planning.graph import Graph
+from orchestrator.planning.model import Service
 from tests.helpers.schedule import attempt_intervals, max_overlap, order_violations
 from tests.prefect_fixtures import api, readback
 
@@ -162,7 +163,7 @@ def test_retries_run_out(contract):
 
 def test_attempts_of_one_service_never_overlap(contract):
     history = contract.report["services"]["flaky_ok"]["attempt_history"]
-    assert all(a["end"] <= b["start"] for a, b in zip(history, history[1:]))
+    assert all(a["end"] <= b["start"] for a, b in pairwise(history))
 
 
 def test_services_ran_on_the_runners_workers(contract):

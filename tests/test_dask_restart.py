@@ -1,10 +1,11 @@
-"""Dask: what the runner's own worker restart kills is resubmitted, not reported lost.
+"""Dask: what the runner's own worker restart kills is reported as exactly that.
 
     one worker, one thread:   hang (running)   next (sent to the same worker, waiting)
 
 Cancelling ``hang`` restarts that worker, which kills ``next`` with it. The restart is
-the runner's doing, so ``next`` must come back as a normal outcome; a ``WorkerLost`` here
-would cost it an attempt, and two such restarts could fail a healthy service.
+the runner's doing, so ``next`` must come back as ``RestartedWorkerLost``, which the
+dispatcher sends again without counting an attempt (tests/unit/test_dispatcher_policy.py);
+a plain ``WorkerLost`` would cost it an attempt, and two such restarts could fail it.
 A worker killed by someone else stays a lost worker (see tests/test_reliability.py).
 """
 from __future__ import annotations
@@ -13,14 +14,14 @@ import queue
 
 import pytest
 
-from runners.base import Job, Outcome
+from runners.base import Job, Outcome, RestartedWorkerLost
 from runners.dask import DaskRunner
 from tests.helpers.processes import gone, wait_until
 
 pytestmark = pytest.mark.dask
 
 
-def test_a_job_killed_by_our_own_restart_is_resubmitted(tmp_path):
+def test_a_job_killed_by_our_own_restart_is_reported_as_such(tmp_path):
     pidfile = tmp_path / "hang.pid"
     outcomes: queue.SimpleQueue = queue.SimpleQueue()
     with DaskRunner(workers=1) as runner:
@@ -29,11 +30,11 @@ def test_a_job_killed_by_our_own_restart_is_resubmitted(tmp_path):
         wait_until(pidfile.exists, 60, "the hung body never started")
         nxt = runner.submit(Job("next#1", "next", duration=0.05), 0.0, lambda out: outcomes.put(("next", out)))
         # Dask sends a worker a little more than its thread count: next waits on hang's worker
-        wait_until(lambda: any(nxt[0].key in keys for keys in runner.client.processing().values()),
+        wait_until(lambda: any(nxt.key in keys for keys in runner.client.processing().values()),
                    60, "next was never sent to the worker")
         runner.cancel(hang)
         got = dict(outcomes.get(timeout=120) for _ in range(2))
-        assert isinstance(got["next"], Outcome) and got["next"].ok, got["next"]
+        assert isinstance(got["next"], RestartedWorkerLost), got["next"]
         assert not isinstance(got["hang"], Outcome)  # cancelled: the dispatcher ignores it
         # the worker really was restarted: the hung body's process is gone
         pid = int(pidfile.read_text())

@@ -16,14 +16,14 @@ from dataclasses import replace
 
 import pytest
 
-from orchestrator.dispatcher import Dispatcher
-from orchestrator.flow import run
-from orchestrator.graph import Graph
-from orchestrator.planner import make_plan
+from orchestrator.execution.dispatcher import Dispatcher
+from orchestrator.flows.flow import run
+from orchestrator.planning.graph import Graph
+from orchestrator.planning.planner import make_plan
 from runners.threads import ThreadRunner
 from tests.conftest import chain_and_shorts
 from tests.helpers.observers import EventLog
-from tests.helpers.schedule import jumped_the_queue, max_overlap, attempt_intervals
+from tests.helpers.schedule import attempt_intervals, jumped_the_queue, max_overlap
 from tests.prefect_fixtures import api, readback
 
 SLOTS = 2

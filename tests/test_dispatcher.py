@@ -4,10 +4,10 @@ Assertions are on the dispatcher's own state and event log, never on elapsed tim
 """
 from __future__ import annotations
 
-from orchestrator.dispatcher import Dispatcher
-from orchestrator.graph import Graph
-from orchestrator.model import Service
-from orchestrator.planner import make_plan
+from orchestrator.execution.dispatcher import Dispatcher
+from orchestrator.planning.graph import Graph
+from orchestrator.planning.model import Service
+from orchestrator.planning.planner import make_plan
 from runners.threads import ThreadRunner
 
 
@@ -19,7 +19,7 @@ def test_finished_services_timeouts_do_not_keep_the_run_alive():
         d = Dispatcher(make_plan(g, 2), runner)
         runs = d.run()
     assert {n: r.state for n, r in runs.items()} == {"a": "completed", "b": "completed"}
-    assert sorted(kind for *_, kind, _, _ in d._timers) == ["timeout", "timeout"]
+    assert sorted(t.kind for t in d._timers) == ["timeout", "timeout"]
 
 
 def test_retry_delay_keeps_the_run_alive_until_the_retry_ran():

@@ -25,11 +25,11 @@ import threading
 import pytest
 
 import tests.helpers.services as bodies
-from orchestrator.dispatcher import Dispatcher
-from orchestrator.flow import run
-from orchestrator.graph import Graph
-from orchestrator.model import Service
-from orchestrator.planner import make_plan
+from orchestrator.execution.dispatcher import Dispatcher
+from orchestrator.flows.flow import run
+from orchestrator.planning.graph import Graph
+from orchestrator.planning.model import Service
+from orchestrator.planning.planner import make_plan
 from runners import make_runner
 from runners.threads import ThreadRunner
 from tests.prefect_fixtures import api

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator.errors import CritpathError, GraphError
-from orchestrator.loaders import load_graph_file, load_module
-from orchestrator.planner import make_plan
-from orchestrator.validate import validate
+from orchestrator.inputs.loaders import load_graph_file, load_module
+from orchestrator.planning.errors import CritpathError, GraphError
+from orchestrator.planning.planner import make_plan
+from orchestrator.planning.validate import validate
 
 from .conftest import DATA
 
@@ -22,7 +22,7 @@ GRAPH = {
         {"name": "load_orders", "duration": 2.0, "pool": "warehouse", "tags": ["load"]},
         {"name": "load_fx", "duration": 0.5, "kind": "cpu", "retries": 1, "retry_delay": 0.5},
         {"name": "build_revenue", "after": ["load_orders", "load_fx"], "pool": "warehouse",
-         "call": "orchestrator.model:service", "params": {"currency": "EUR", "days": [1, 2]},
+         "call": "orchestrator.planning.model:service", "params": {"currency": "EUR", "days": [1, 2]},
          "estimate": 3.0, "timeout": 60, "retries": 2},
     ],
     "pools": {"warehouse": 2},
@@ -46,7 +46,7 @@ retry_delay = 0.5
 name = "build_revenue"
 after = ["load_orders", "load_fx"]
 pool = "warehouse"
-call = "orchestrator.model:service"
+call = "orchestrator.planning.model:service"
 params = { currency = "EUR", days = [1, 2] }
 estimate = 3.0
 timeout = 60
@@ -83,7 +83,7 @@ def test_json_graph_file_loads_every_field(tmp_path):
     assert g.source == str(path)
     rev = g.services["build_revenue"]
     assert (rev.call, rev.estimate, rev.timeout, rev.retries, rev.pool) == (
-        "orchestrator.model:service", 3.0, 60.0, 2, "warehouse")
+        "orchestrator.planning.model:service", 3.0, 60.0, 2, "warehouse")
     assert dict(rev.params) == {"currency": "EUR", "days": [1, 2]}
     fx = g.services["load_fx"]
     assert (fx.duration, fx.kind, fx.retries, fx.retry_delay, fx.call) == (0.5, "cpu", 1, 0.5, None)
@@ -238,7 +238,7 @@ def test_module_without_services(modules):
 
 def test_module_service_fields_are_checked_like_a_files(modules):
     name = modules("bad_fields", """
-        from orchestrator.model import service
+        from orchestrator.planning.model import service
 
         POOLS = {"warehouse": 0, "gpu": True}
 
@@ -249,10 +249,10 @@ def test_module_service_fields_are_checked_like_a_files(modules):
     with pytest.raises(GraphError) as err:
         load_module(name)
     assert err.value.problems == [
-        "bad_fields.POOLS: pool 'gpu' has limit True; a limit is a whole number from 1 to 1000000 "
-        "(services running at once)",
-        "bad_fields.POOLS: pool 'warehouse' has limit 0; a limit is a whole number from 1 to 1000000 "
-        "(services running at once)",
+        "bad_fields.POOLS: pool 'gpu' has limit True; a pool limit is a whole number from 1 to 1000000 "
+        "(how many of its services may run at once)",
+        "bad_fields.POOLS: pool 'warehouse' has limit 0; a pool limit is a whole number from 1 to 1000000 "
+        "(how many of its services may run at once)",
         "service 'flaky': 'retries' must be between 0 and 100, got -1",
         "service 'flaky': 'timeout' must be > 0 seconds, got 0; leave it out for no timeout",
     ]
@@ -261,7 +261,7 @@ def test_module_service_fields_are_checked_like_a_files(modules):
 
 def test_modules_that_disagree_on_a_pool_limit(modules):
     name = modules("other_pools", """
-        from orchestrator.model import service
+        from orchestrator.planning.model import service
         POOLS = {"warehouse": 5}
 
         @service
@@ -458,7 +458,7 @@ def test_problem_uses_position_when_the_name_is_bad(tmp_path):
     ({"services": [{"name": "a", "duration": 1}], "pools": [4]},
      "\"pools\" must be an object of pool limits like {\"warehouse\": 4}, got [4] (a list)"),
     ({"services": [{"name": "a", "duration": 1}], "pools": {"w": 0}},
-     "\"pools\": pool 'w' has limit 0; a limit is a whole number from 1 to 1000000 (services running at once)"),
+     "\"pools\": pool 'w' has limit 0; a pool limit is a whole number from 1 to 1000000 (how many of its services may run at once)"),
     ({"services": [{"name": "a", "duration": 1}], "pools": {"w": 2.5}}, "\"pools\": pool 'w' has limit 2.5"),
     ({"services": [{"name": "a", "duration": 1}], "pools": {"w": True}}, "\"pools\": pool 'w' has limit True"),
     ({"services": [{"name": "a", "duration": 1}], "pools": {"w": 10 ** 100}}, "\"pools\": pool 'w' has limit 1000"),

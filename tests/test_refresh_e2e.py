@@ -14,8 +14,8 @@ from decimal import Decimal
 import duckdb
 import pytest
 
-from orchestrator.flow import run
-from orchestrator.loaders import load_module
+from orchestrator.flows.flow import run
+from orchestrator.inputs.loaders import load_module
 
 SCALE = "0.02"
 

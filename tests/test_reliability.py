@@ -28,6 +28,7 @@ import shlex
 import signal
 import statistics
 import uuid
+from dataclasses import asdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
@@ -36,18 +37,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrator.cli import resume_command
-from orchestrator.config import load_config
-from orchestrator.dispatcher import Dispatcher
-from orchestrator.errors import CritpathError
-from orchestrator.flow import run
-from orchestrator.graph import Graph
-from orchestrator.loaders import load_graph_file
-from orchestrator.model import Service
-from orchestrator.planner import make_plan
-from orchestrator.report import summary
-from orchestrator.timeline import render_html
-from orchestrator.validate import validate
+from orchestrator.execution.dispatcher import Dispatcher
+from orchestrator.execution.report import summary
+from orchestrator.flows.flow import run
+from orchestrator.inputs.config import load_config
+from orchestrator.inputs.loaders import load_graph_file
+from orchestrator.planning.errors import CritpathError
+from orchestrator.planning.graph import Graph
+from orchestrator.planning.model import Service
+from orchestrator.planning.planner import make_plan
+from orchestrator.planning.validate import validate
+from orchestrator.ui.cli import resume_command
+from orchestrator.ui.timeline import render_html
 from runners.processes import ProcessRunner
 from runners.threads import ThreadRunner
 from tests.helpers.hostile import CONFIGS, DOCUMENTS, JUNK_TEXT, NAMES, to_toml
@@ -618,7 +619,7 @@ def test_limits_hold_and_no_slot_idles_under_10000_services():
     with ThreadRunner(workers=LOAD_CONCURRENCY) as runner:
         dispatcher = Dispatcher(make_plan(graph, LOAD_CONCURRENCY), runner)
         runs = dispatcher.run()
-    report = {"services": {n: {"attempt_history": r.history} for n, r in runs.items()}}
+    report = {"services": {n: {"attempt_history": [asdict(a) for a in r.history]} for n, r in runs.items()}}
     assert {(r.state, r.attempts) for r in runs.values()} == {("completed", 1)}
     assert max_overlap(attempt_intervals(report)) <= LOAD_CONCURRENCY
     for pool, limit in LOAD_POOLS.items():

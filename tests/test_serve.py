@@ -32,8 +32,14 @@ GRAPH = {"services": [
 
 async def _completed_runs(url: str, deployment: str):
     from prefect.client.orchestration import PrefectClient
-    from prefect.client.schemas.filters import (DeploymentFilter, DeploymentFilterName, FlowRunFilter,
-                                                FlowRunFilterId, FlowRunFilterState, FlowRunFilterStateType)
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterName,
+        FlowRunFilter,
+        FlowRunFilterId,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
     from prefect.client.schemas.sorting import FlowRunSort, TaskRunSort
 
     async with PrefectClient(url) as client:

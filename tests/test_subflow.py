@@ -9,9 +9,9 @@ from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
 
-from orchestrator.flow import run
-from orchestrator.graph import Graph
-from orchestrator.model import Service
+from orchestrator.flows.flow import run
+from orchestrator.planning.graph import Graph
+from orchestrator.planning.model import Service
 
 
 def test_run_inside_a_users_flow_is_a_subflow():

@@ -1,4 +1,4 @@
-"""The HTML timeline (``orchestrator.timeline``), read back as data.
+"""The HTML timeline (``orchestrator.ui.timeline``), read back as data.
 
 The page's SVG is parsed with ``xml.etree`` and bars are counted by class, never by
 substring. ``report-sample.json`` is a 3-thread run of a 21-service ETL graph (* = critical path):
@@ -25,8 +25,8 @@ from collections import Counter
 
 import pytest
 
-from orchestrator import timeline
-from orchestrator.timeline import lane_labels, render_html, write_timeline
+from orchestrator.ui import timeline
+from orchestrator.ui.timeline import lane_labels, render_html, write_timeline
 from tests.conftest import DATA
 
 SVG = "{http://www.w3.org/2000/svg}"

@@ -22,9 +22,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from orchestrator.flow import run
-from orchestrator.graph import Graph
-from orchestrator.model import Service
+from orchestrator.flows.flow import run
+from orchestrator.planning.graph import Graph
+from orchestrator.planning.model import Service
 from tests.helpers.observers import ReleaseWhenSettled
 from tests.helpers.schedule import attempt_intervals, max_overlap, order_violations
 from tests.prefect_fixtures import api, readback
@@ -123,10 +123,10 @@ def test_a_timed_out_thread_does_not_keep_the_process_alive(tmp_path):
     code = f"""
 import sys
 sys.path.insert(0, {str(ROOT)!r})
-from orchestrator.dispatcher import Dispatcher
-from orchestrator.graph import Graph
-from orchestrator.model import Service
-from orchestrator.planner import make_plan
+from orchestrator.execution.dispatcher import Dispatcher
+from orchestrator.planning.graph import Graph
+from orchestrator.planning.model import Service
+from orchestrator.planning.planner import make_plan
 from runners.threads import ThreadRunner
 
 stuck = Service("stuck", call="{HELPERS}:hang", timeout=0.5,

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.errors import GraphError
-from orchestrator.graph import Graph
-from orchestrator.model import Service
-from orchestrator.validate import validate
+from orchestrator.planning.errors import GraphError
+from orchestrator.planning.graph import Graph
+from orchestrator.planning.model import Service
+from orchestrator.planning.validate import validate
 
 from .conftest import TOPOLOGIES, synth
 
@@ -86,7 +86,7 @@ def test_pool_without_limit_groups_many_services():
 @pytest.mark.parametrize("limit", [0, -1, 2.5, True, "4", None])
 def test_pool_limit_must_be_a_whole_number_of_at_least_one(limit):
     g = Graph([synth("a", pool="w")], pools={"w": limit})
-    assert problems(g) == [f"pool 'w' has limit {limit!r}; a pool limit is a whole number >= 1 "
+    assert problems(g) == [f"pool 'w' has limit {limit!r}; a pool limit is a whole number from 1 to 1000000 "
                            "(how many of its services may run at once)"]
 
 
@@ -97,12 +97,12 @@ def test_service_with_neither_call_nor_duration():
 
 
 def test_service_with_both_call_and_duration():
-    g = Graph([Service(name="a", call="orchestrator.model:service", duration=1.0)])
+    g = Graph([Service(name="a", call="orchestrator.planning.model:service", duration=1.0)])
     assert problems(g) == ["service 'a' has both 'call' and 'duration': keep \"call\" to run a "
                            "function or \"duration\" for a synthetic service, not both"]
 
 
-@pytest.mark.parametrize("call", ["orchestrator.model.service", "a:b:c", ":f", "m:", "my-mod:f",
+@pytest.mark.parametrize("call", ["orchestrator.planning.model.service", "a:b:c", ":f", "m:", "my-mod:f",
                                   "m:f()", "m :f"])
 def test_call_must_be_module_colon_function(call):
     g = Graph([called("a", call)])
@@ -136,20 +136,20 @@ def test_call_to_a_missing_function_suggests_one():
 
 
 def test_call_to_a_missing_nested_attribute():
-    g = Graph([called("a", "orchestrator.graph:Graph.selekt")])
-    assert problems(g) == ["service 'a': call 'orchestrator.graph:Graph.selekt': "
-                           "'orchestrator.graph.Graph' has no attribute 'selekt' (did you mean 'select'?)"]
+    g = Graph([called("a", "orchestrator.planning.graph:Graph.subgrap")])
+    assert problems(g) == ["service 'a': call 'orchestrator.planning.graph:Graph.subgrap': "
+                           "'orchestrator.planning.graph.Graph' has no attribute 'subgrap' (did you mean 'subgraph'?)"]
 
 
 def test_call_to_something_not_callable():
-    g = Graph([called("a", "orchestrator.model:KINDS")])
-    assert problems(g) == ["service 'a': call 'orchestrator.model:KINDS' is not callable "
+    g = Graph([called("a", "orchestrator.planning.model:KINDS")])
+    assert problems(g) == ["service 'a': call 'orchestrator.planning.model:KINDS' is not callable "
                            "(it is 'tuple'); point it at a function"]
 
 
 def test_good_calls_pass_including_methods():
     validate(Graph([called("a", "tests.servicemods.demo:load_orders"),
-                    called("b", "orchestrator.graph:Graph.select", after=["a"])]))
+                    called("b", "orchestrator.planning.graph:Graph.subgraph", after=["a"])]))
 
 
 def test_every_problem_is_reported_at_once():

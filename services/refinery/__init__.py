@@ -24,15 +24,41 @@ environment variable (see ``warehouse.py``): ``warehouse=`` ($CRITPATH_WAREHOUSE
 from __future__ import annotations
 
 from . import checks, ingest, marts, publish, staging, warehouse
-from .checks import (Failure, QualityCheckFailed, check_freshness, check_not_null_keys,
-                     check_referential_integrity, check_row_counts)
-from .ingest import (ingest_customers, ingest_inventory, ingest_order_lines, ingest_orders, ingest_payments,
-                     ingest_products, ingest_web_events)
-from .marts import (mart_cohort_retention, mart_customer_ltv, mart_daily_revenue, mart_funnel_conversion,
-                    mart_product_performance, mart_reorder_alerts)
+from .checks import (
+                     Failure,
+                     QualityCheckFailed,
+                     check_freshness,
+                     check_not_null_keys,
+                     check_referential_integrity,
+                     check_row_counts,
+)
+from .ingest import (
+                     ingest_customers,
+                     ingest_inventory,
+                     ingest_order_lines,
+                     ingest_orders,
+                     ingest_payments,
+                     ingest_products,
+                     ingest_web_events,
+)
+from .marts import (
+                     mart_cohort_retention,
+                     mart_customer_ltv,
+                     mart_daily_revenue,
+                     mart_funnel_conversion,
+                     mart_product_performance,
+                     mart_reorder_alerts,
+)
 from .publish import publish_snapshot, publish_summary_html
-from .staging import (stage_customers, stage_inventory, stage_order_lines, stage_orders, stage_payments,
-                      stage_products, stage_sessions)
+from .staging import (
+                     stage_customers,
+                     stage_inventory,
+                     stage_order_lines,
+                     stage_orders,
+                     stage_payments,
+                     stage_products,
+                     stage_sessions,
+)
 from .warehouse import FAULTS, WarehouseError
 
 POOLS = {"warehouse": 4}

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from orchestrator.model import service
+from orchestrator.planning.model import service
 
 from . import warehouse as wh
 from .ingest import AS_OF
@@ -156,7 +156,7 @@ def check_not_null_keys(*, warehouse=None, scale=None, fault=None) -> dict:
             counts = con.execute(
                 "SELECT " + ", ".join(f"count(*) FILTER ({c} IS NULL)" for c in columns) + f" FROM {table}"
             ).fetchone()
-            for column, nulls in zip(columns, counts):
+            for column, nulls in zip(columns, counts, strict=True):
                 if nulls:
                     failures.append(Failure(table, f"not_null({column})", nulls,
                                             f"{nulls:,} rows have NULL {column}"))

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 
-from orchestrator.model import service
+from orchestrator.planning.model import service
 
 from . import warehouse as wh
 from .ingest import AS_OF, START

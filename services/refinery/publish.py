@@ -22,7 +22,7 @@ from decimal import Decimal
 
 import duckdb
 
-from orchestrator.model import service
+from orchestrator.planning.model import service
 
 from . import warehouse as wh
 from .ingest import AS_OF
@@ -99,7 +99,7 @@ th:first-child,td:first-child{text-align:left}"""
 
 
 def _summary_html(con) -> str:
-    one = lambda q: con.execute(q).fetchone()  # noqa: E731
+    one = lambda q: con.execute(q).fetchone()
     revenue, orders = one("SELECT sum(revenue), sum(orders) FROM marts.daily_revenue")
     buyers = one("SELECT count(*) FROM marts.customer_ltv WHERE orders > 0")[0]
     funnel = one("SELECT " + ", ".join(f"sum({s})" for s in FUNNEL) + " FROM marts.funnel_conversion")
@@ -116,7 +116,7 @@ def _summary_html(con) -> str:
             FROM marts.daily_revenue GROUP BY 1 ORDER BY 1""").fetchall()),
         _table("Funnel", ["stage", "sessions", "of previous", "of all"],
                [(stage, n, _percent(n / prev if prev else None), _percent(n / funnel[0] if funnel[0] else None))
-                for stage, n, prev in zip(FUNNEL, funnel, (funnel[0],) + tuple(funnel[:-1]))]),
+                for stage, n, prev in zip(FUNNEL, funnel, (funnel[0],) + tuple(funnel[:-1]), strict=True)]),
         _table("Top products by revenue", ["sku", "name", "units", "revenue"], con.execute("""
             SELECT sku, name, units, revenue FROM marts.product_performance
             ORDER BY revenue DESC, product_id LIMIT 10""").fetchall()),

@@ -47,12 +47,13 @@ import contextlib
 import difflib
 import math
 import os
-import uuid
 from pathlib import Path
 from typing import Iterator
 
 import duckdb
 import pyarrow.parquet as pq
+
+from orchestrator.support.files import atomic_path
 
 ENV_ROOT = "CRITPATH_WAREHOUSE"
 ENV_SCALE = "CRITPATH_SCALE"
@@ -133,24 +134,6 @@ def table_path(base: Path, name: str) -> Path:
             f"e.g. 'staging.orders'"
         )
     return base / layer / f"{table}.parquet"
-
-
-@contextlib.contextmanager
-def atomic_path(final: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``final``; on success move it onto ``final``, else delete it.
-
-    Also for files DuckDB or pyarrow build themselves (the analysts' database).
-    """
-    final.parent.mkdir(parents=True, exist_ok=True)
-    # pid + random part: two processes writing the same table (a retried
-    # service racing its own timed-out attempt) never share a temp file
-    tmp = final.with_name(f".{final.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, final)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
 
 
 # -- reading and writing -----------------------------------------------------

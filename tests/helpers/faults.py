@@ -64,7 +64,7 @@ def mark(path: str, seconds: float) -> None:
 def leak(name: str) -> None:
     """Reads the credential ``name`` and tries every ordinary way to let it out: an INFO
     line of its own logger, a WARNING of another library's logger, an exception message."""
-    from orchestrator.secrets import secret
+    from orchestrator.flows.credentials import secret
 
     value = secret(name)
     log.info("connecting with password %s", value)

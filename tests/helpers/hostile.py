@@ -12,7 +12,7 @@ import math
 
 from hypothesis import strategies as st
 
-from orchestrator.config import KEYS
+from orchestrator.inputs.config import KEYS
 
 NAMES = st.sampled_from(["a", "b", "c", "d", "../../etc/x", "/abs", "a/b", "..", "ünï", "名前", "☃", "a b",
                          " a", "", "+a", "a,b", "tag:x", "x\x00", "\u202e", "a" * 300]) | st.text(max_size=6)

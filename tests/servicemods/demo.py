@@ -4,7 +4,7 @@
                    build_revenue      [warehouse pool, limit 2]
     load_fx ------/
 """
-from orchestrator.model import service
+from orchestrator.planning.model import service
 
 POOLS = {"warehouse": 2}
 

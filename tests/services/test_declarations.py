@@ -6,7 +6,7 @@ import inspect
 
 import pytest
 
-from orchestrator.model import services_in
+from orchestrator.planning.model import services_in
 from services import demo, refinery
 
 

@@ -127,7 +127,7 @@ def test_funnel_stages_never_grow_and_match_the_sessions(built):
     expected = Counter()
     for s in rows(built, "staging.sessions"):
         reached = [True, s["product_views"] > 0, s["added_to_cart"], s["checked_out"], s["purchased"]]
-        for stage, ok in zip(marts.FUNNEL, reached):
+        for stage, ok in zip(marts.FUNNEL, reached, strict=True):
             if not ok:
                 break
             expected[stage] += 1

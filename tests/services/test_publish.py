@@ -6,7 +6,8 @@ from html.parser import HTMLParser
 import duckdb
 import pytest
 
-from services.refinery import marts, publish, warehouse as wh
+from services.refinery import marts, publish
+from services.refinery import warehouse as wh
 
 from .util import rows
 

@@ -7,7 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from services.refinery import staging, warehouse as wh
+from services.refinery import staging
+from services.refinery import warehouse as wh
 
 from .util import rows
 
@@ -130,7 +131,7 @@ def test_sessions_split_after_thirty_quiet_minutes_and_count_each_event_once(tmp
     assert staging.stage_sessions(warehouse=tmp_path) == {"table": "staging.sessions", "rows": 3}
     got = [(r["session_id"], r["device"], r["events"], r["page_views"], r["product_views"], r["added_to_cart"],
             r["started_at"], r["ended_at"]) for r in rows(tmp_path, "staging.sessions")]
-    minute = lambda m: T0 + timedelta(minutes=m)  # noqa: E731
+    minute = lambda m: T0 + timedelta(minutes=m)
     assert got == [
         ("a-1", "desktop", 3, 1, 1, True, minute(0), minute(40)),
         ("a-2", "mobile", 1, 1, 0, False, minute(71), minute(71)),

@@ -8,7 +8,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from services.refinery import ingest, warehouse as wh
+from services.refinery import ingest
+from services.refinery import warehouse as wh
 
 
 # -- knobs -----------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The run report: one JSON-ready dict with stable keys, and its text summary.
+"""The run report: one JSON-ready dict with stable keys (its text summary is ``ui.summary``).
 
 Keys (public, see README): makespan_s (first dispatch to last completion),
 critical_path_s, critical_path, total_work_s, lower_bound_s, simulated_makespan_s,
@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict
 from pathlib import Path
 
-from .planner import Plan, bounds
+from ..planning.errors import CritpathError
+from ..planning.planner import Plan, bounds
+from ..support.files import write_text
 
 
 def measured_bound(plan: Plan, runs: dict, max_concurrency: int) -> dict:
@@ -43,8 +46,8 @@ def build_report(plan: Plan, runs: dict, dispatcher, runner_name: str, flow_run_
             "start": r.start, "end": r.end, "attempts": r.attempts, "worker": r.worker,
             "error": r.error, "skipped_because": r.skipped_because,
             "estimate_s": plan.est[i], "priority_s": plan.priority[i],
-            "lost_worker": any(h["lost"] for h in r.history),
-            "attempt_history": r.history,
+            "lost_worker": r.lost_worker,
+            "attempt_history": [asdict(a) for a in r.history],
         }
     return {
         "makespan_s": makespan,
@@ -71,11 +74,7 @@ def build_report(plan: Plan, runs: dict, dispatcher, runner_name: str, flow_run_
 
 def write_report(report: dict, path: str | os.PathLike) -> None:
     """Written atomically: a reader never sees half a report."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(report, indent=1, default=str))
-    os.replace(tmp, path)
+    write_text(path, json.dumps(report, indent=1, default=str))
 
 
 REQUIRED = ("makespan_s", "critical_path", "critical_path_s", "lower_bound_s", "runner", "services")
@@ -83,8 +82,6 @@ REQUIRED = ("makespan_s", "critical_path", "critical_path_s", "lower_bound_s", "
 
 def read_report(path: str | os.PathLike) -> dict:
     """A saved report, or a one-line error naming the file and what is wrong with it."""
-    from .errors import CritpathError
-
     p = Path(path)
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
@@ -100,41 +97,3 @@ def read_report(path: str | os.PathLike) -> dict:
     if missing:
         raise CritpathError(f"report {str(p)!r} is not a critpath run report (missing {', '.join(missing)})")
     return data
-
-
-def summary(report: dict) -> str:
-    ok = sum(1 for s in report["services"].values() if s["state"] == "completed")
-    lines = [
-        f"{ok}/{len(report['services'])} services completed on {report['runner']} "
-        f"(max concurrency {report['max_concurrency']}) in {report['makespan_s']:.2f} s",
-    ]
-    if "measured_critical_path" in report:
-        lines += [
-            f"critical path {report['measured_critical_path_s']:.2f} s as run: "
-            f"{' -> '.join(report['measured_critical_path'])}",
-            f"lower bound {report['measured_lower_bound_s']:.2f} s as run, efficiency {report['efficiency'] or 0:.0%}"
-            f" (lower bound / makespan); planned: critical path {report['critical_path_s']:.2f} s, "
-            f"bound {report['lower_bound_s']:.2f} s, simulated {report['simulated_makespan_s']:.2f} s",
-        ]
-    else:  # a report from before measured bounds existed
-        lines += [f"critical path {report['critical_path_s']:.2f} s: {' -> '.join(report['critical_path'])}",
-                  f"lower bound {report['lower_bound_s']:.2f} s, simulated {report['simulated_makespan_s']:.2f} s, "
-                  f"efficiency {report['efficiency'] or 0:.0%} (lower bound / makespan)"]
-    for name in report["failed"]:
-        s = report["services"][name]
-        lines.append(f"FAILED  {name} after {s['attempts']} attempt(s): {s['error']}")
-    for name, s in sorted(report["services"].items()):
-        lost = [h for h in s.get("attempt_history", ()) if h.get("lost")]
-        if lost:  # the infrastructure's failure, not the service's: say so even when a retry made up for it
-            lines.append(f"LOST WORKER {name}: attempt {', '.join(str(h['attempt']) for h in lost)} died with "
-                         f"its worker; {s['state']} after {s['attempts']} attempt(s)")
-    if report.get("cancel_reason"):
-        lines.append(f"CANCELLED ({report['cancel_reason']}): {len(report.get('cancelled', []))} in flight "
-                     f"({', '.join(report.get('cancelled', [])) or 'none'}), "
-                     f"{len(report.get('not_run', []))} not started")
-    if report.get("resumed"):
-        lines.append(f"resumed: {len(report['resumed'])} services had completed in run {report.get('resumed_from')}"
-                     " and were not run again")
-    if report["skipped"]:
-        lines.append(f"SKIPPED {len(report['skipped'])} downstream of a failure: {', '.join(report['skipped'])}")
-    return "\n".join(lines)

@@ -35,7 +35,7 @@ from prefect.events.worker import EventsWorker
 from prefect.logging.handlers import APILogHandler, APILogWorker
 from prefect.utilities.engine import emit_task_run_state_change_event
 
-from .graph import Graph
+from ..planning.graph import Graph
 
 
 def _ts(t: float) -> datetime:
@@ -84,8 +84,13 @@ class PrefectRecorder:
         states, losing them and printing "Error flushing events" tracebacks.
         """
         from prefect.client.orchestration import get_client
-        from prefect.client.schemas.filters import (FlowRunFilter, FlowRunFilterId, TaskRunFilter,
-                                                    TaskRunFilterState, TaskRunFilterStateType)
+        from prefect.client.schemas.filters import (
+            FlowRunFilter,
+            FlowRunFilterId,
+            TaskRunFilter,
+            TaskRunFilterState,
+            TaskRunFilterStateType,
+        )
         from prefect.client.schemas.sorting import TaskRunSort
 
         want = sum(1 for tr in self.task_runs.values() if tr.state is not None and tr.state.is_final())
@@ -105,7 +110,7 @@ class PrefectRecorder:
                         got += len(batch)
                         if len(batch) < page or time.monotonic() > deadline:
                             break
-                except Exception:  # noqa: BLE001 - timeouts, 503s: try again until the deadline
+                except Exception:  # timeouts, 503s: try again until the deadline
                     got = -1
                 if got >= want:
                     return True

@@ -2,7 +2,7 @@
 
 ``critpath serve`` serves ``refresh`` (below) with ``Flow.serve``. It is a
 module-level flow, so Prefect's runner can start each scheduled run from its
-module path (``orchestrator.serving.refresh``) in a fresh process. Each run
+module path (``orchestrator.flows.serving.refresh``) in a fresh process. Each run
 loads the graph and configuration from the project folder, as ``critpath run``
 does, and records every service as a task run of *that* flow run, not of a
 subflow. Prefect owns the schedule (cron or interval), the run history and the UI.
@@ -28,18 +28,22 @@ def refresh(folder: str = ".", config: str | None = None, graph: str | None = No
     import threading
     from contextlib import nullcontext
 
-    from .cli import load_inputs
-    from .flow import DEFAULT_CONCURRENCY, RunControl, cancel_on_signals, refresh_in_flow, started
-    from .planner import make_plan
-    from .report import write_report
-    from .validate import validate
+    from ..execution.control import RunControl, cancel_on_signals
+    from ..execution.engines import started
+    from ..execution.report import write_report
+    from ..inputs.project import load_inputs
+    from ..inputs.project import select as select_services
+    from ..planning.planner import make_plan
+    from ..planning.ranges import DEFAULT_CONCURRENCY
+    from ..planning.validate import validate
+    from .flow import refresh_in_flow
 
     os.chdir(folder)
     if folder not in sys.path:
         sys.path.insert(0, folder)
     g, cfg = load_inputs(graph, modules, config, (), None)
     validate(g)
-    g = g.select(select or cfg.select)
+    g = select_services(g, select, cfg)
     name = runner or cfg.runner
     limit = max_concurrency or cfg.max_concurrency
     # When serve stops (Ctrl-C) Prefect's runner cancels in-flight runs with SIGTERM.
@@ -75,7 +79,7 @@ def serve_forever(name: str, cron: str | None, interval: float | None, parameter
     import subprocess
 
     spec = json.dumps({"name": name, "cron": cron, "interval": interval, "parameters": parameters})
-    child = subprocess.Popen([sys.executable, "-m", "orchestrator.serving", spec], start_new_session=True)
+    child = subprocess.Popen([sys.executable, "-m", "orchestrator.flows.serving", spec], start_new_session=True)
     try:
         return child.wait()
     except KeyboardInterrupt:
@@ -133,7 +137,7 @@ def server_command(state_dir: str, host: str, port: int) -> tuple[list[str], dic
     """The ``prefect server start`` command line and environment for ``critpath server``."""
     home = Path(state_dir, "prefect").absolute()
     home.mkdir(parents=True, exist_ok=True)
-    from .flow import SERVER_DEFAULTS
+    from .settings import SERVER_DEFAULTS
 
     env = {**SERVER_DEFAULTS, **os.environ, "PREFECT_HOME": str(home)}
     env.pop("PREFECT_API_URL", None)

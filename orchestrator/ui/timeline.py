@@ -35,7 +35,10 @@ import os
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from itertools import pairwise
 from pathlib import Path
+
+from ..support.files import write_text
 
 PLOT_W = 1000  # px of time axis: fixed, so text stays legible however long the run
 ROW_H = 22  # px per sub-row
@@ -112,7 +115,7 @@ def lane_labels(workers: list[str]) -> tuple[dict[str, str], str]:
     while parts and all(len(p) > common + 1 and p[common] == parts[0][common] for p in parts):
         common += 1
     prefix = "".join(parts[0][:common]) if parts else ""
-    return {w: _clip("".join(p[common:]), LABEL_MAX) for w, p in zip(workers, parts)}, prefix
+    return {w: _clip("".join(p[common:]), LABEL_MAX) for w, p in zip(workers, parts, strict=True)}, prefix
 
 
 def _pack(bars: list[_Bar], tolerance: float) -> tuple[list[tuple[_Bar, int]], int]:
@@ -159,7 +162,7 @@ def _svg(bars: list[_Bar], report: dict) -> str:
                 f'<text x="{left}" y="34" class="note">no attempt ran</text></svg>')
     t0, t1 = min(b.start for b in bars), max(b.end for b in bars)
     span = max(t1 - t0, 1e-3)
-    x = lambda t: left + (t - t0) / span * PLOT_W  # noqa: E731
+    x = lambda t: left + (t - t0) / span * PLOT_W
     rows, y, body = {}, top, []
     for i, lane in enumerate(lanes):
         placed, n = _pack([b for b in bars if b.worker == lane], 0.5 * span / PLOT_W)
@@ -199,9 +202,9 @@ def _crit_line(bars, report, rows, x) -> str:
         if b.crit and (b.name not in last or b.attempt > last[b.name].attempt):
             last[b.name] = b
     path = [last[n] for n in report.get("critical_path") or () if n in last]
-    mid = lambda b: rows[b] + ROW_H / 2  # noqa: E731
+    mid = lambda b: rows[b] + ROW_H / 2
     # only the hops between bars: drawn under the bars, they never cross a label
-    hops = "".join(f"M{x(a.end):.1f} {mid(a):.1f}L{x(b.start):.1f} {mid(b):.1f}" for a, b in zip(path, path[1:]))
+    hops = "".join(f"M{x(a.end):.1f} {mid(a):.1f}L{x(b.start):.1f} {mid(b):.1f}" for a, b in pairwise(path))
     return f'<path class="cpath" d="{hops}"/>' if hops else ""
 
 
@@ -323,17 +326,4 @@ def render_html(report: dict) -> str:
 
 def write_timeline(report: dict, path: str | os.PathLike) -> Path:
     """Write ``render_html(report)`` to ``path`` atomically: a reader never sees half a page."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = render_html(report)
-    # same directory, so os.replace is a rename; os.open honours the umask, unlike mkstemp's 0600
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return write_text(path, render_html(report))

@@ -4,7 +4,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from .planner import Plan
+from ..planning.planner import Plan
 
 
 def print_plan(p: Plan, console: Console | None = None, top: int = 15) -> None:

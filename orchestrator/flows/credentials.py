@@ -24,7 +24,7 @@ def secret(name: str) -> str:
             from prefect.blocks.system import Secret
 
             value = Secret.load(name).get()
-        except Exception as exc:  # noqa: BLE001 - say which secret, never its value
+        except Exception as exc:  # say which secret, never its value
             raise LookupError(f"secret {name!r}: no environment variable {name.upper()!r} and no Prefect "
                               f"Secret block {name!r} ({type(exc).__name__}); set one of them") from None
     value = str(value)

@@ -17,7 +17,7 @@
 
 Precedence: command-line flag > this file > built-in default. Unknown keys are
 errors (with a suggestion), so a typo never silently falls back to a default.
-Numbers are checked against the bounds of ``orchestrator.limits`` (the same as in
+Numbers are checked against the bounds of ``orchestrator.planning.ranges`` (the same as in
 graph files), and a file that cannot be read at all (a number of thousands of
 digits, arrays nested thousands deep) is one error naming the file, like any other.
 """
@@ -28,8 +28,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import CritpathError, did_you_mean, show
-from .limits import MAX_POOL_LIMIT, MAX_RETRIES, MAX_SECONDS, MAX_SLOTS, MAX_TIME_SCALE, check_number
+from ..planning.errors import CritpathError, did_you_mean, show
+from ..planning.ranges import (
+    MAX_RETRIES,
+    MAX_SECONDS,
+    MAX_SLOTS,
+    MAX_TIME_SCALE,
+    check_number,
+    is_pool_limit,
+    pool_limit_problem,
+)
 
 DEFAULT_MODULE = "services.refinery"
 KEYS = {"modules", "graph", "runner", "workers", "max_concurrency", "address", "retries", "retry_delay",
@@ -136,8 +144,8 @@ def _build(path: str, data: dict) -> Config:
     for name, limit in pools.items():
         if not name.strip():
             problems.append(f"pools.{name!r}: a pool name must not be blank")
-        elif not check_number(limit, 1, MAX_POOL_LIMIT, whole=True):
-            problems.append(f"pools.{name} = {show(limit)}: a pool limit {slots}")
+        elif (problem := pool_limit_problem(name, limit)) is not None:
+            problems.append(f"pools: {problem}")
     schedule = data.get("schedule", {})
     if not isinstance(schedule, dict) or set(schedule) - {"cron", "interval", "timezone"}:
         problems.append("schedule: must be a table with 'cron' (a cron string) or 'interval' (seconds)")
@@ -164,7 +172,7 @@ def _build(path: str, data: dict) -> Config:
         time_scale=float(number("time_scale", 0, MAX_TIME_SCALE, "must be a finite number > 0, e.g. 0.1 to run "
                                 "ten times faster", low_open=True) or 1.0),
         select=want("select", str, rule="must be a selection string"),
-        pools={k: v for k, v in pools.items() if check_number(v, 1, MAX_POOL_LIMIT, whole=True)},
+        pools={k: v for k, v in pools.items() if is_pool_limit(v)},
         schedule=dict(schedule),
     )
     if problems:

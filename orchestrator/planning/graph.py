@@ -10,9 +10,9 @@ end, like ``graphlib.CycleError.args[1]``.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Iterable, Mapping
 
-from .errors import CritpathError, did_you_mean
 from .model import Service
 
 
@@ -98,7 +98,7 @@ class Graph:
                         cycles.append([self.names[i] for i in cyc] + [self.names[cyc[0]]])
         return cycles
 
-    # -- selection ---------------------------------------------------------
+    # -- closures and subgraphs (selection.py parses --select expressions) --------------
     def ancestors(self, roots: Iterable[int]) -> set[int]:
         return self._closure(roots, self.preds)
 
@@ -116,46 +116,8 @@ class Graph:
                     todo.append(j)
         return seen
 
-    def select(self, expr: str | None) -> "Graph":
-        """The subgraph named by ``--select``: ``name``, ``+name`` (with upstream),
-        ``name+`` (with downstream), ``tag:x``; comma-separated terms are a union.
-        Edges to services outside the selection are dropped: they are neither run
-        nor waited on."""
-        if not expr or not expr.strip():
-            return self
-        chosen: set[int] = set()
-        tags = sorted({t for s in self for t in s.tags})
-        for raw in expr.split(","):
-            term = raw.strip()
-            if not term:
-                continue
-            if term.startswith("tag:"):
-                tag = term[4:]
-                hits = {i for i, n in enumerate(self.names) if tag in self.services[n].tags}
-                if not hits:
-                    raise CritpathError(
-                        f"--select {term!r}: no service has tag {tag!r}{did_you_mean(tag, tags)}; "
-                        f"known tags: {', '.join(tags) or 'none'}")
-                chosen |= hits
-                continue
-            up, down = term.startswith("+"), term.endswith("+")
-            name = term.strip("+")
-            if name not in self.index:
-                raise CritpathError(
-                    f"--select {term!r}: unknown service {name!r}{did_you_mean(name, self.names)}; "
-                    "run 'critpath plan' to list the services")
-            i = self.index[name]
-            part = {i}
-            if up:
-                part |= self.ancestors([i])
-            if down:
-                part |= self.descendants([i])
-            chosen |= part
-        return self.subgraph(self.names[i] for i in chosen)
-
     def subgraph(self, names: Iterable[str]) -> "Graph":
         keep = set(names)
-        from dataclasses import replace
         kept = [replace(s, after=tuple(a for a in s.after if a in keep))
                 for n, s in self.services.items() if n in keep]
         return Graph(kept, self.pools, self.source)

@@ -37,3 +37,20 @@ def check_number(v: Any, low: float, high: float, whole: bool = False, low_open:
     if isinstance(v, float) and not math.isfinite(v):  # nan compares False to everything
         return False
     return (low < v if low_open else low <= v) and v <= high
+
+#: Services in flight when neither a flag, the config nor the runner says how many.
+DEFAULT_CONCURRENCY = 8
+
+POOL_LIMIT_RULE = (f"a pool limit is a whole number from 1 to {MAX_POOL_LIMIT} "
+                   "(how many of its services may run at once)")
+
+
+def is_pool_limit(v: Any) -> bool:
+    return check_number(v, 1, MAX_POOL_LIMIT, whole=True)
+
+
+def pool_limit_problem(pool: str, limit: Any) -> str | None:
+    """The one wording of a bad pool limit, for graph files, modules, critpath.toml and flags."""
+    from .errors import show
+
+    return None if is_pool_limit(limit) else f"pool {pool!r} has limit {show(limit)}; {POOL_LIMIT_RULE}"

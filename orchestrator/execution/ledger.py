@@ -19,7 +19,7 @@ import re
 import uuid
 from pathlib import Path
 
-from .errors import CritpathError
+from ..planning.errors import CritpathError
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 

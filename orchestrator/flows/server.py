@@ -17,6 +17,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from ..support.logs import quiet
+
 #: /api/health answers after 10-15 s on a quiet 2-core machine (BASELINES.md), but took
 #: 60 s, and once more than 90 s, while other work loaded it (load average 30-40)
 START_TIMEOUT_S = 120
@@ -102,20 +104,11 @@ def drain() -> None:
     while the server is up; left to interpreter exit, it races the server's shutdown."""
     if "prefect" not in sys.modules:
         return
-    import logging
-
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker
 
     # while draining, each worker logs "Still processing items: N items remaining..." as a
     # WARNING every 4 s: progress of the wait below, not a problem for the user to act on
-    quiet = [logging.getLogger(n) for n in ("EventsWorker", "APILogWorker")]
-    levels = [lg.level for lg in quiet]
-    for lg in quiet:
-        lg.setLevel(logging.ERROR)
-    try:
+    with quiet("EventsWorker", "APILogWorker"):
         APILogWorker.drain_all(timeout=10)
         EventsWorker.drain_all(timeout=10)
-    finally:
-        for lg, level in zip(quiet, levels):
-            lg.setLevel(level)

@@ -23,6 +23,7 @@ from typing import Any
 
 from .errors import GraphError, did_you_mean
 from .graph import Graph
+from .ranges import pool_limit_problem
 
 #: Unknown names that get a "did you mean" suggestion. Each one scans every service name with
 #: difflib (2-20 microseconds a name), so big graphs get fewer: about SUGGESTION_BUDGET names
@@ -72,9 +73,8 @@ def _dependencies(graph: Graph) -> list[str]:
 def _pools(graph: Graph) -> list[str]:
     problems = []
     for pool, limit in graph.pools.items():
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-            problems.append(f"pool {pool!r} has limit {limit!r}; a pool limit is a whole number >= 1 "
-                            "(how many of its services may run at once)")
+        if (problem := pool_limit_problem(pool, limit)) is not None:
+            problems.append(problem)
     users: dict[str, list[str]] = {}
     for s in graph:
         if s.pool is not None and s.pool not in graph.pools:

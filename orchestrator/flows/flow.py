@@ -9,43 +9,25 @@ flow, the refresh shows up as a subflow.
 """
 from __future__ import annotations
 
-import os
 from contextlib import ExitStack, nullcontext
 from typing import Iterable
 
-from .errors import CritpathError, show
-from .graph import Graph
-from .limits import MAX_SLOTS
-from .planner import make_plan
-from .prefect_server import drain
-from .report import build_report, write_report
-from .validate import validate
-
-DEFAULT_CONCURRENCY = 8
-
-# Settings for a Prefect server that critpath itself starts (Prefect's temporary
-# local server, `critpath server`). They only fill gaps: a user's own values win.
-SERVER_DEFAULTS = {
-    # no network here and no reason to phone home: keeps an ERROR line out of every run
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    # the server stores task runs from events; one event per SQLite transaction
-    # (Prefect's default) stores ~10 task runs a second here, far behind a refresh
-    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "500",
-    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE": "500",
-    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "0.25",
-    # the temporary server needs 5-15 s to answer on a busy 2-core machine; Prefect gives up at 20
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
-}
-
-
-def prefect_env_defaults() -> None:
-    for key, value in SERVER_DEFAULTS.items():
-        os.environ.setdefault(key, value)
+from ..execution.control import RunControl, cancel_on_signals, shielded_from_ctrl_c
+from ..execution.engines import started
+from ..execution.report import build_report, write_report
+from ..planning.errors import CritpathError, show
+from ..planning.graph import Graph
+from ..planning.planner import make_plan
+from ..planning.ranges import DEFAULT_CONCURRENCY, MAX_SLOTS
+from ..planning.selection import select as select_services
+from ..planning.validate import validate
+from .server import drain
+from .settings import prefect_env_defaults
 
 
 def run(graph: Graph, runner="threads", *, max_concurrency: int | None = None, workers: int | None = None,
         address: str | None = None, select: str | None = None, observers: Iterable = (),
-        json_report: str | None = None, flow_name: str = "critpath-refresh", control: "RunControl | None" = None,
+        json_report: str | None = None, flow_name: str = "critpath-refresh", control: RunControl | None = None,
         skip: Iterable[str] = ()) -> dict:
     """Run ``graph`` and return the report (see ``orchestrator.report``).
 
@@ -63,12 +45,13 @@ def run(graph: Graph, runner="threads", *, max_concurrency: int | None = None, w
                                   or not 1 <= value <= MAX_SLOTS):
             raise CritpathError(f"{label} {show(value)}: must be a whole number from 1 to {MAX_SLOTS}")
     validate(graph)
-    graph = graph.select(select)
+    graph = select_services(graph, select)
     done = set(skip)
     if done:
         graph = graph.subgraph(n for n in graph.names if n not in done)
     with ExitStack() as stack:
-        from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS as STARTUP, temporary_settings
+        from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS as STARTUP
+        from prefect.settings import temporary_settings
 
         if STARTUP.value() < 90:  # settings were read at import: the env default may be too late
             stack.enter_context(temporary_settings(updates={STARTUP: 90}))
@@ -97,7 +80,7 @@ def run(graph: Graph, runner="threads", *, max_concurrency: int | None = None, w
 
 
 def refresh_in_flow(plan, runner, observers: Iterable = (), result: dict | None = None,
-                    control: "RunControl | None" = None):
+                    control: RunControl | None = None):
     """Run ``plan`` inside the current Prefect flow run; the report goes to ``result["report"]``.
 
     Returns what the flow run should end with: a Failed state naming the failed
@@ -106,7 +89,7 @@ def refresh_in_flow(plan, runner, observers: Iterable = (), result: dict | None 
     from prefect.context import FlowRunContext
     from prefect.states import Cancelled, Failed
 
-    from .dispatcher import Dispatcher
+    from ..execution.dispatcher import Dispatcher
     from .recorder import PrefectRecorder
 
     result = {} if result is None else result
@@ -139,29 +122,6 @@ def refresh_in_flow(plan, runner, observers: Iterable = (), result: dict | None 
     return {k: v for k, v in report.items() if k != "services"}
 
 
-class shielded_from_ctrl_c:
-    """Processes started inside this block (Prefect's temporary server, worker
-    processes, a local cluster) inherit a blocked SIGINT, so a terminal's Ctrl-C,
-    which reaches the whole foreground process group, stops only critpath, which
-    then cancels the run and shuts them down in order. Without it the temporary
-    server died with the Ctrl-C and the Cancelled state could not be recorded."""
-
-    def __enter__(self):
-        import signal as _signal
-        import threading
-
-        self.active = threading.current_thread() is threading.main_thread()
-        if self.active:
-            self.previous = _signal.pthread_sigmask(_signal.SIG_BLOCK, {_signal.SIGINT})
-        return self
-
-    def __exit__(self, *exc):
-        import signal as _signal
-
-        if self.active:
-            _signal.pthread_sigmask(_signal.SIG_SETMASK, self.previous)
-
-
 def start_prefect_api() -> None:
     """Start Prefect's temporary local server now (when no PREFECT_API_URL is set),
     shielded from Ctrl-C, instead of lazily inside the flow run."""
@@ -174,89 +134,3 @@ def start_prefect_api() -> None:
     with shielded_from_ctrl_c():  # its start-up timeout: see run(), its only caller
         with get_client(sync_client=True):
             pass
-
-
-def started(name: str, workers: int, address: str | None):
-    """The named runner, entered; engine start-up failures become one-line errors."""
-    from runners import make_runner
-
-    runner = make_runner(name, workers, address)
-
-    class _Guard:
-        def __enter__(self):
-            try:
-                with shielded_from_ctrl_c():
-                    return runner.__enter__()
-            except CritpathError:
-                raise
-            except Exception as exc:
-                where = f" at {address!r}" if address else ""
-                raise CritpathError(f"could not start the {name} runner{where}: {type(exc).__name__}: "
-                                    f"{str(exc).splitlines()[0] if str(exc) else ''}; check that the "
-                                    f"cluster is running and the address is right") from None
-
-        def __exit__(self, *exc):
-            return runner.__exit__(*exc)
-
-    return _Guard()
-
-
-
-class RunControl:
-    """Cancels a run from outside (the CLI's signal handlers): before the dispatcher
-    exists the request is kept, and nothing will be dispatched."""
-
-    def __init__(self):
-        self.dispatcher = None
-        self.reason: str | None = None
-        self.signal: int | None = None
-        self.handles_signals = False
-
-    def attach(self, dispatcher) -> None:
-        self.dispatcher = dispatcher
-        if self.reason:
-            dispatcher.cancel(self.reason)
-
-    def cancel(self, reason: str) -> None:
-        self.reason = self.reason or reason
-        if self.dispatcher is not None:
-            self.dispatcher.cancel(reason)
-
-
-class cancel_on_signals:
-    """SIGINT/SIGTERM cancel the run (in-flight work is cancelled on the engine and the
-    flow run ends Cancelled), saying so on stderr at once; a second signal exits at once.
-    Must be entered in the main thread; previous handlers are restored on exit."""
-
-    def __init__(self, control: RunControl):
-        self.control = control
-        self.previous: dict = {}
-
-    def _handler(self, signum, frame):
-        import signal as _signal
-
-        if self.control.signal is not None:  # second Ctrl-C: stop now
-            os._exit(128 + signum)
-        self.control.signal = signum
-        name = _signal.Signals(signum).name
-        again = "press Ctrl-C" if signum == _signal.SIGINT else f"send {name}"
-        try:  # os.write, not print: a handler may interrupt a print to the same stream
-            os.write(2, f"critpath: {name} received, cancelling the run; {again} again to exit at once\n".encode())
-        except OSError:  # no stderr to write to: cancel all the same
-            pass
-        self.control.cancel(f"{name} received")
-
-    def __enter__(self):
-        import signal as _signal
-
-        self.control.handles_signals = True
-        for sig in (_signal.SIGINT, _signal.SIGTERM):
-            self.previous[sig] = _signal.signal(sig, self._handler)
-        return self.control
-
-    def __exit__(self, *exc):
-        import signal as _signal
-
-        for sig, handler in self.previous.items():
-            _signal.signal(sig, handler)
-

@@ -39,12 +39,12 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
-from .errors import CritpathError, GraphError, did_you_mean
-from .errors import show as _show
-from .graph import Graph
-from .limits import MAX_POOL_LIMIT, MAX_RETRIES, MAX_SECONDS
-from .limits import is_number as _is_number
-from .model import KINDS, Service, services_in
+from ..planning.errors import CritpathError, GraphError, did_you_mean
+from ..planning.errors import show as _show
+from ..planning.graph import Graph
+from ..planning.model import KINDS, Service, services_in
+from ..planning.ranges import MAX_RETRIES, MAX_SECONDS, pool_limit_problem
+from ..planning.ranges import is_number as _is_number
 
 FIELDS = tuple(f.name for f in fields(Service))
 TOP_LEVEL = ("services", "pools")
@@ -195,9 +195,8 @@ def _check_pools(raw: Any, where: str, problems: list[str]) -> dict[str, int]:
     for name, limit in raw.items():
         if not isinstance(name, str) or not name.strip():
             problems.append(f"{where}: pool names must be non-empty strings, got {_show(name)}")
-        elif not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_POOL_LIMIT:
-            problems.append(f"{where}: pool {name!r} has limit {_show(limit)}; a limit is a whole "
-                            f"number from 1 to {MAX_POOL_LIMIT} (services running at once)")
+        elif (problem := pool_limit_problem(name, limit)) is not None:
+            problems.append(f"{where}: {problem}")
         else:
             pools[name] = limit
     return pools

@@ -12,16 +12,18 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import sys
 from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
-from .config import DEFAULT_MODULE, Config, load_config
-from .errors import CritpathError, show
-from .limits import MAX_POOL_LIMIT, MAX_RETRIES, MAX_SECONDS, MAX_SLOTS
+from ..execution.engines import check_runner
+from ..inputs.config import load_config
+from ..inputs.project import load_inputs
+from ..inputs.project import select as select_services
+from ..planning.errors import CritpathError
+from ..planning.ranges import DEFAULT_CONCURRENCY, MAX_RETRIES, MAX_SECONDS, MAX_SLOTS
 
 EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
 
@@ -99,53 +101,6 @@ def graph_options(f):
     return f
 
 
-def load_inputs(graph_file, modules, config_path, pools, time_scale, default_retries=None, default_timeout=None):
-    """The graph named by flags, else by the config, else the bundled refresh; with overrides applied."""
-    from dataclasses import replace
-
-    from .graph import Graph
-    from .loaders import load_graph_file, load_module
-
-    cfg = load_config(config_path)
-    if os.getcwd() not in sys.path:  # service modules live in the user's project folder
-        sys.path.insert(0, os.getcwd())
-    if graph_file and modules:
-        raise CritpathError("give either --graph or --module, not both")
-    scale = time_scale if time_scale is not None else cfg.time_scale
-    if graph_file or (not modules and cfg.graph):
-        graph = load_graph_file(graph_file or cfg.graph, scale)
-    else:
-        graph = load_module(modules or ",".join(cfg.modules or (DEFAULT_MODULE,)), scale)
-    limits = {**graph.pools, **cfg.pools}
-    for item in pools:
-        name, sep, value = item.partition("=")
-        # ASCII digits only: str.isdigit() accepts '²', which int() then refuses
-        n = re.fullmatch(r"\s*([0-9]{1,7})\s*", value)
-        if not sep or not name.strip() or not n or not 1 <= int(n[1]) <= MAX_POOL_LIMIT:
-            raise CritpathError(f"--pool {show(item)}: write NAME=N with N a whole number from 1 to "
-                                f"{MAX_POOL_LIMIT}, e.g. --pool warehouse=4")
-        limits[name] = int(n[1])
-    retries = default_retries if default_retries is not None else cfg.retries
-    timeout = default_timeout if default_timeout is not None else cfg.timeout
-    services = list(graph.declared)
-    if retries is not None or timeout is not None or cfg.retry_delay is not None:
-        services = [replace(s,
-                            retries=s.retries or (retries or 0),
-                            retry_delay=s.retry_delay or (cfg.retry_delay or 0.0),
-                            timeout=s.timeout or timeout) for s in services]
-    return Graph(services, limits, graph.source), cfg
-
-
-def _check_runner(name: str) -> None:
-    from runners import RUNNERS
-
-    from .errors import did_you_mean
-
-    if name not in RUNNERS:
-        raise CritpathError(f"unknown runner {name!r}{did_you_mean(name, RUNNERS)}; "
-                            f"choose one of: {', '.join(RUNNERS)}")
-
-
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="critpath")
 def main():
@@ -158,14 +113,14 @@ def main():
 def plan(graph_file, modules, config_path, select, pools, max_concurrency, time_scale, default_retries,
          default_timeout, as_json):
     """Validate and plan a graph: critical path, bounds, simulated makespan."""
-    from .planner import make_plan
-    from .validate import validate
+    from ..planning.planner import make_plan
+    from ..planning.validate import validate
 
     graph, cfg = load_inputs(graph_file, modules, config_path, pools, time_scale, default_retries,
                              default_timeout)
     validate(graph)
-    graph = graph.select(select or cfg.select)
-    p = make_plan(graph, max_concurrency or cfg.max_concurrency or cfg.workers or 8)
+    graph = select_services(graph, select, cfg)
+    p = make_plan(graph, max_concurrency or cfg.max_concurrency or cfg.workers or DEFAULT_CONCURRENCY)
     if as_json:
         click.echo(json.dumps(p.to_json(), indent=1))
         return
@@ -186,26 +141,27 @@ def plan(graph_file, modules, config_path, select, pools, max_concurrency, time_
 def run(graph_file, modules, config_path, select, pools, max_concurrency, time_scale, default_retries,
         default_timeout, runner, workers, address, json_report, progress, resume):
     """Run the refresh as one Prefect flow run."""
-    from .flow import run as run_graph
+    from ..execution.control import RunControl, cancel_on_signals
+    from ..execution.ledger import Ledger, completed_in, make_folder
+    from ..execution.report import write_report
+    from ..flows.flow import run as run_graph
+    from ..planning.planner import make_plan
+    from ..planning.validate import validate
     from .progress import Progress
-    from .report import summary
+    from .summary import summary
+    from .timeline import write_timeline
 
     graph, cfg = load_inputs(graph_file, modules, config_path, pools, time_scale, default_retries,
                              default_timeout)
     runner = runner or cfg.runner
     report_path = json_report or cfg.json_report or str(Path(cfg.state_dir) / "last-run.json")
-    from .planner import make_plan
-    from .validate import validate
-
-    from .flow import RunControl, cancel_on_signals
-    from .ledger import Ledger, completed_in, make_folder
-
     validate(graph)  # before any engine starts: bad input costs nothing
-    _check_runner(runner)
-    selected = graph.select(select or cfg.select)
+    check_runner(runner)
+    selected = select_services(graph, select, cfg)
     resumed_from, done = completed_in(cfg.state_dir, None if resume == "last" else resume) if resume else (None, set())
     done &= set(selected.names)
-    rough = make_plan(selected, max_concurrency or cfg.max_concurrency or 8, simulate_schedule=False)
+    rough = make_plan(selected, max_concurrency or cfg.max_concurrency or DEFAULT_CONCURRENCY,
+                      simulate_schedule=False)
     if json_report or cfg.json_report:  # else it is in state_dir, which the ledger checks
         what = "--json-report" if json_report else "json_report"
         make_folder(Path(report_path).parent, f"the folder of {what}", f"give {what} a path in a folder you can write")
@@ -222,9 +178,6 @@ def run(graph_file, modules, config_path, select, pools, max_concurrency, time_s
                                select=select or cfg.select, observers=[prog, ledger], json_report=None,
                                control=control, skip=done)
     report.update(run_id=ledger.run_id, resumed=sorted(done), resumed_from=resumed_from)
-    from .report import write_report
-    from .timeline import write_timeline
-
     write_report(report, report_path)
     page = write_timeline(report, Path(report_path).with_suffix(".html"))
     click.echo(summary(report))
@@ -259,7 +212,8 @@ def resume_command(args: list[str], run_id: str) -> str:
               help="Where to write the timeline page (default: PATH with .html).")
 def report(path, html_path):
     """Re-render the summary and the timeline page from a saved JSON report."""
-    from .report import read_report, summary
+    from ..execution.report import read_report
+    from .summary import summary
     from .timeline import write_timeline
 
     data = read_report(path)
@@ -288,13 +242,13 @@ def report(path, html_path):
 def serve(graph_file, modules, config_path, select, runner, workers, max_concurrency, address, cron, interval,
           name):
     """Serve the refresh as a Prefect deployment on a schedule (Ctrl-C stops it)."""
-    from .validate import validate
+    from ..planning.validate import validate
 
     graph, cfg = load_inputs(graph_file, modules, config_path, (), None)
     validate(graph)  # refuse to serve a graph that can never run
-    graph.select(select or cfg.select)
-    if runner:
-        _check_runner(runner)
+    if not select_services(graph, select, cfg):
+        raise CritpathError(f"--select {select or cfg.select!r}: selects no service; nothing would be served")
+    check_runner(runner or cfg.runner)
     if cron is None and interval is None:
         cron, interval = cfg.schedule.get("cron"), cfg.schedule.get("interval")
     if cron is None and interval is None:
@@ -312,8 +266,8 @@ def serve(graph_file, modules, config_path, select, runner, workers, max_concurr
     params = {k: v for k, v in dict(folder=os.getcwd(), config=config_path, graph=graph_file, modules=modules,
                                     runner=runner, select=select, max_concurrency=max_concurrency,
                                     workers=workers, address=address).items() if v is not None}
-    from .flow import prefect_env_defaults
-    from .serving import serve_forever
+    from ..flows.serving import serve_forever
+    from ..flows.settings import prefect_env_defaults
 
     prefect_env_defaults()
     status = serve_forever(name, cron, interval, params)
@@ -329,8 +283,8 @@ def server(host, port, config_path):
     """Start a Prefect server with its database in the local state folder."""
     import subprocess
 
-    from .ledger import make_folder
-    from .serving import server_command
+    from ..execution.ledger import make_folder
+    from ..flows.serving import server_command
 
     cfg = load_config(config_path)
     make_folder(cfg.state_dir)  # Prefect's own error for it is a traceback in the server process
@@ -343,5 +297,6 @@ def server(host, port, config_path):
         sys.exit(0)
 
 
-from benchmarks.cli import bench as _bench  # noqa: E402 - the benchmarks live in benchmarks/
+from benchmarks.cli import bench as _bench  # the benchmarks live in benchmarks/
+
 main.add_command(_bench)

@@ -1,0 +1,85 @@
+"""Run control: cancelling a run from outside the dispatcher, and the signals that do it.
+
+``RunControl`` carries a cancel request to the dispatcher from another thread or a
+signal handler; a request made before the dispatcher exists is kept, and then nothing
+is dispatched. ``cancel_on_signals`` turns SIGINT/SIGTERM into such a request.
+``shielded_from_ctrl_c`` keeps a terminal's Ctrl-C away from the helper processes
+critpath starts (Prefect's temporary server, worker processes, a local cluster), so
+that critpath, not they, decides the order of shutdown.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+
+class RunControl:
+    """Cancels a run from outside (the CLI's signal handlers): before the dispatcher
+    exists the request is kept, and nothing will be dispatched."""
+
+    def __init__(self):
+        self.dispatcher = None
+        self.reason: str | None = None
+        self.signal: int | None = None
+        self.handles_signals = False
+
+    def attach(self, dispatcher) -> None:
+        self.dispatcher = dispatcher
+        if self.reason:
+            dispatcher.cancel(self.reason)
+
+    def cancel(self, reason: str) -> None:
+        self.reason = self.reason or reason
+        if self.dispatcher is not None:
+            self.dispatcher.cancel(reason)
+
+
+class cancel_on_signals:
+    """SIGINT/SIGTERM cancel the run (in-flight work is cancelled on the engine and the
+    flow run ends Cancelled), saying so on stderr at once; a second signal exits at once.
+    Must be entered in the main thread; previous handlers are restored on exit."""
+
+    def __init__(self, control: RunControl):
+        self.control = control
+        self.previous: dict = {}
+
+    def _handler(self, signum, frame):
+        if self.control.signal is not None:  # second Ctrl-C: stop now
+            os._exit(128 + signum)
+        self.control.signal = signum
+        name = signal.Signals(signum).name
+        again = "press Ctrl-C" if signum == signal.SIGINT else f"send {name}"
+        try:  # os.write, not print: a handler may interrupt a print to the same stream
+            os.write(2, f"critpath: {name} received, cancelling the run; {again} again to exit at once\n".encode())
+        except OSError:  # no stderr to write to: cancel all the same
+            pass
+        self.control.cancel(f"{name} received")
+
+    def __enter__(self):
+        self.control.handles_signals = True
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.previous[sig] = signal.signal(sig, self._handler)
+        return self.control
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+class shielded_from_ctrl_c:
+    """Processes started inside this block (Prefect's temporary server, worker
+    processes, a local cluster) inherit a blocked SIGINT, so a terminal's Ctrl-C,
+    which reaches the whole foreground process group, stops only critpath, which
+    then cancels the run and shuts them down in order. Without it the temporary
+    server died with the Ctrl-C and the Cancelled state could not be recorded."""
+
+    def __enter__(self):
+        self.active = threading.current_thread() is threading.main_thread()
+        if self.active:
+            self.previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        return self
+
+    def __exit__(self, *exc):
+        if self.active:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self.previous)

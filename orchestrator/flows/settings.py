@@ -1,0 +1,28 @@
+"""Prefect settings for the servers critpath itself starts.
+
+Applied only when a refresh is about to talk to Prefect (``run()``, ``serve``, the
+CLI's commands that run something), never at import: importing critpath's planner
+must not change the environment.
+"""
+from __future__ import annotations
+
+import os
+
+# Settings for a Prefect server that critpath itself starts (Prefect's temporary
+# local server, `critpath server`). They only fill gaps: a user's own values win.
+SERVER_DEFAULTS = {
+    # no network here and no reason to phone home: keeps an ERROR line out of every run
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    # the server stores task runs from events; one event per SQLite transaction
+    # (Prefect's default) stores ~10 task runs a second here, far behind a refresh
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "500",
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE": "500",
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "0.25",
+    # the temporary server needs 5-15 s to answer on a busy 2-core machine; Prefect gives up at 20
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+}
+
+
+def prefect_env_defaults() -> None:
+    for key, value in SERVER_DEFAULTS.items():
+        os.environ.setdefault(key, value)

@@ -1,0 +1,40 @@
+"""The text summary printed at the end of a run (and by ``critpath report``)."""
+from __future__ import annotations
+
+
+def summary(report: dict) -> str:
+    ok = sum(1 for s in report["services"].values() if s["state"] == "completed")
+    lines = [
+        f"{ok}/{len(report['services'])} services completed on {report['runner']} "
+        f"(max concurrency {report['max_concurrency']}) in {report['makespan_s']:.2f} s",
+    ]
+    if "measured_critical_path" in report:
+        lines += [
+            f"critical path {report['measured_critical_path_s']:.2f} s as run: "
+            f"{' -> '.join(report['measured_critical_path'])}",
+            f"lower bound {report['measured_lower_bound_s']:.2f} s as run, efficiency {report['efficiency'] or 0:.0%}"
+            f" (lower bound / makespan); planned: critical path {report['critical_path_s']:.2f} s, "
+            f"bound {report['lower_bound_s']:.2f} s, simulated {report['simulated_makespan_s']:.2f} s",
+        ]
+    else:  # a report from before measured bounds existed
+        lines += [f"critical path {report['critical_path_s']:.2f} s: {' -> '.join(report['critical_path'])}",
+                  f"lower bound {report['lower_bound_s']:.2f} s, simulated {report['simulated_makespan_s']:.2f} s, "
+                  f"efficiency {report['efficiency'] or 0:.0%} (lower bound / makespan)"]
+    for name in report["failed"]:
+        s = report["services"][name]
+        lines.append(f"FAILED  {name} after {s['attempts']} attempt(s): {s['error']}")
+    for name, s in sorted(report["services"].items()):
+        lost = [h for h in s.get("attempt_history", ()) if h.get("lost")]
+        if lost:  # the infrastructure's failure, not the service's: say so even when a retry made up for it
+            lines.append(f"LOST WORKER {name}: attempt {', '.join(str(h['attempt']) for h in lost)} died with "
+                         f"its worker; {s['state']} after {s['attempts']} attempt(s)")
+    if report.get("cancel_reason"):
+        lines.append(f"CANCELLED ({report['cancel_reason']}): {len(report.get('cancelled', []))} in flight "
+                     f"({', '.join(report.get('cancelled', [])) or 'none'}), "
+                     f"{len(report.get('not_run', []))} not started")
+    if report.get("resumed"):
+        lines.append(f"resumed: {len(report['resumed'])} services had completed in run {report.get('resumed_from')}"
+                     " and were not run again")
+    if report["skipped"]:
+        lines.append(f"SKIPPED {len(report['skipped'])} downstream of a failure: {', '.join(report['skipped'])}")
+    return "\n".join(lines)
