@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 
-from orchestrator.planning.model import service
+from orchestrator import service
 
 log = logging.getLogger(__name__)
 

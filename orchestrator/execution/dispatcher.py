@@ -21,7 +21,7 @@ Retry policy, all of it here (runners only report what happened):
     its slot and its timeout, up to ``MAX_RESTART_RESENDS`` times; after that it is lost.
 
 State kept:
-  * ``runs``: one ``ServiceRun`` per service, by index (``runs_by_name()`` for reports);
+  * ``_runs``: one ``ServiceRun`` per service, by index; ``runs``: the same records by name;
   * ``_q``: the ``ReadyQueue`` (ready heaps, unfinished-upstream counts, running counts);
   * ``_inflight``: index -> ``InFlight`` (attempt, runner handle, resends) of running attempts;
   * ``_timers``: a heap of ``Timer`` (attempt timeouts and retry delays);
@@ -77,7 +77,8 @@ class Dispatcher:
         self.observers = list(observers or [])
         self.max_concurrency = max_concurrency or plan.max_concurrency
         self.clock = clock
-        self.runs: list[ServiceRun] = [ServiceRun(n) for n in self.graph.names]
+        self._runs: list[ServiceRun] = [ServiceRun(n) for n in self.graph.names]  # by index
+        self.runs: dict[str, ServiceRun] = {r.name: r for r in self._runs}  # the same records, by name
         self.events: list[Logged] = []
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._timers: list[Timer] = []
@@ -89,9 +90,6 @@ class Dispatcher:
         self._cancel_requested: str | None = None
         self._retries_pending = 0
 
-    def runs_by_name(self) -> dict[str, ServiceRun]:
-        return {r.name: r for r in self.runs}
-
     def cancel(self, reason: str = "cancelled") -> None:
         """Stop the run: nothing more starts, in-flight work is cancelled on the engine.
         Safe to call from any thread or a signal handler, also before ``run()``."""
@@ -101,7 +99,7 @@ class Dispatcher:
     # -- helpers -----------------------------------------------------------
     def _emit(self, kind: Event, i: int, **info) -> None:
         t = self.clock()
-        run = self.runs[i]
+        run = self._runs[i]
         self.events.append(Logged(t, kind, run.name))
         for obs in self.observers:
             obs.on_event(kind, run, t, **info)
@@ -115,7 +113,7 @@ class Dispatcher:
         q = self._q = ReadyQueue(self.graph, self._rank, self.max_concurrency)
         for heap in q.heaps.values():
             for _, i in sorted(heap):
-                self.runs[i].state = "ready"
+                self._runs[i].state = "ready"
                 self._emit(Event.READY, i)
         while self.cancelled is None:
             if self._cancel_requested:
@@ -142,7 +140,7 @@ class Dispatcher:
                 else:  # retry delay over: ready again
                     self._retries_pending -= 1
                     self._ready_again(timer.index)
-        return self.runs_by_name()
+        return self.runs
 
     def _dispatch(self) -> None:
         # a submit that fails frees its slot at once: keep choosing until nothing can start
@@ -156,7 +154,7 @@ class Dispatcher:
         return Job(f"{svc.name}#{attempt}", svc.name, svc.call, dict(svc.params), svc.duration, svc.kind, package)
 
     def _start(self, i: int) -> None:
-        run = self.runs[i]
+        run = self._runs[i]
         run.attempts += 1
         run.state = "running"
         run.dispatched = self.clock()
@@ -197,7 +195,7 @@ class Dispatcher:
             return
         del self._inflight[i]
         self._q.release(i)
-        run = self.runs[i]
+        run = self._runs[i]
         run.finished = self.clock()
         if isinstance(out, Outcome):
             ok, error, tb = out.ok, out.error, out.traceback
@@ -213,7 +211,7 @@ class Dispatcher:
             self.last_completion = run.finished
             self._emit(Event.COMPLETE, i, outcome=out)
             for j in self._q.completed(i):
-                self.runs[j].state = "ready"
+                self._runs[j].state = "ready"
                 self._emit(Event.READY, j)
         else:
             self._attempt_failed(i, error, tb, out if isinstance(out, Outcome) else None)
@@ -230,7 +228,7 @@ class Dispatcher:
                     self.runner.cancel(flight.handle)
                 except Exception:  # best effort while shutting down
                     pass
-            run = self.runs[i]
+            run = self._runs[i]
             run.state, run.finished = "cancelled", self.clock()
             run.error = f"cancelled while running: {reason}"
             self._emit(Event.CANCEL, i, reason=reason)
@@ -244,7 +242,7 @@ class Dispatcher:
         self._q.release(i)
         if current.handle is not None:
             self.runner.cancel(current.handle)
-        run = self.runs[i]
+        run = self._runs[i]
         run.finished = self.clock()
         run.start, run.end, run.worker = run.dispatched, run.finished, None
         limit = self.graph.services[run.name].timeout
@@ -253,7 +251,7 @@ class Dispatcher:
         self._attempt_failed(i, error, None, None)
 
     def _attempt_failed(self, i: int, error: str | None, tb: str | None, outcome: Outcome | None) -> None:
-        run = self.runs[i]
+        run = self._runs[i]
         svc = self.graph.services[run.name]
         run.error, run.traceback = error, tb
         # a lost worker is the infrastructure's failure, not the service's: it earns
@@ -271,12 +269,12 @@ class Dispatcher:
         self.last_completion = run.finished
         self._emit(Event.FAIL, i, outcome=outcome)
         for j in self._q.failed(i):
-            skipped = self.runs[j]
+            skipped = self._runs[j]
             skipped.state = "skipped"
             skipped.skipped_because = run.name
             self._emit(Event.SKIP, j, upstream=run.name)
 
     def _ready_again(self, i: int) -> None:
-        self.runs[i].state = "ready"
+        self._runs[i].state = "ready"
         self._q.push(i)
         self._emit(Event.READY, i)

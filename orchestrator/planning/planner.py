@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from .errors import GraphError
 from .graph import Graph
 from .policy import ReadyQueue
+from .validate import cycle_problems, self_loops
 
 
 @dataclass(frozen=True)
@@ -221,9 +222,8 @@ def improve(graph: Graph, est: list[float], priority: list[float], max_concurren
 
 def make_plan(graph: Graph, max_concurrency: int, simulate_schedule: bool = True) -> Plan:
     order = graph.topo_order()
-    if order is None:  # validate() reports cycles properly; this guards direct callers
-        loops = [f"service {n!r} runs after itself" for i, n in enumerate(graph.names) if i in graph.preds[i]]
-        raise GraphError([f"cycle {' -> '.join(c)}" for c in graph.find_cycles()] + loops, graph.source)
+    if order is None:  # validate() reports every problem; this guards callers that skipped it
+        raise GraphError(cycle_problems(graph) + self_loops(graph), graph.source)
     est = [graph.services[n].est for n in graph.names]
     b = bounds(graph, est, max_concurrency, order)
     rank, justified = b.priority, False

@@ -35,13 +35,22 @@ _LISTED = 3  # services named in a grouped message before "and N more"
 
 def validate(graph: Graph, check_imports: bool = True) -> None:
     """Raise ``GraphError`` with every problem in ``graph``; return None when it can run."""
-    problems = [*_duplicates(graph), *_dependencies(graph), *_pools(graph),
+    problems = [*_duplicates(graph), *self_loops(graph), *_dependencies(graph), *_pools(graph),
                 *_work(graph, check_imports)]
     if graph.topo_order() is None:
-        problems += [f"cycle {' -> '.join(c)}: remove one of these dependencies"
-                     for c in graph.find_cycles()]
+        problems += cycle_problems(graph)
     if problems:
         raise GraphError(problems, graph.source)
+
+
+def cycle_problems(graph: Graph) -> list[str]:
+    """The one wording of a cycle (also raised by ``make_plan`` for a graph never validated)."""
+    return [f"cycle {' -> '.join(c)}: remove one of these dependencies" for c in graph.find_cycles()]
+
+
+def self_loops(graph: Graph) -> list[str]:
+    return [f"service {s.name!r} runs after itself: remove {s.name!r} from its 'after'"
+            for s in graph.declared if s.name in s.after]
 
 
 def _duplicates(graph: Graph) -> list[str]:
@@ -57,9 +66,7 @@ def _dependencies(graph: Graph) -> list[str]:
     index = graph.index
     for s in graph.declared:
         for a in s.after:
-            if a == s.name:
-                problems.append(f"service {s.name!r} runs after itself: remove {a!r} from its 'after'")
-            elif a not in index:
+            if a != s.name and a not in index:
                 unknown.append((s.name, a))
     # sorted, so the same typos get suggestions whatever the declaration order
     k = max(1, min(MAX_SUGGESTIONS, SUGGESTION_BUDGET // max(1, len(graph.names))))

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from orchestrator.planning.model import service
+from orchestrator import service
 
 from . import warehouse as wh
 from .ingest import AS_OF

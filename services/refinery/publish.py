@@ -22,7 +22,7 @@ from decimal import Decimal
 
 import duckdb
 
-from orchestrator.planning.model import service
+from orchestrator import service
 
 from . import warehouse as wh
 from .ingest import AS_OF

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 
-from orchestrator.planning.model import service
+from orchestrator import service
 
 from . import warehouse as wh
 
