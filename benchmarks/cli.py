@@ -131,7 +131,7 @@ class Bench:
         return self.results
 
     def _runner(self, name: str, server, cases) -> None:
-        from orchestrator.flows.flow import started
+        from orchestrator.execution.engines import started
 
         from .graphs import noop_fanout
         from .measures import Efficiency, Engine, Overhead, Refresh, Throughput, refinery_graph

@@ -66,7 +66,7 @@ def bench_server(settings):
 
 @pytest.fixture(scope="session")
 def engine(request, bench_server):
-    from orchestrator.flows.flow import started
+    from orchestrator.execution.engines import started
 
     name, slots = request.param
     with started(name, slots, None) as runner:

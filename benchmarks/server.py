@@ -110,7 +110,7 @@ def _descendants(procs: dict, root: int) -> set[int]:
 def prefect_server(home: Path) -> Iterator[Server]:
     """A fresh ``prefect server start`` on 127.0.0.1."""
     from orchestrator.flows import server as ps
-    from orchestrator.flows.flow import SERVER_DEFAULTS
+    from orchestrator.flows.settings import SERVER_DEFAULTS
 
     env = {**os.environ, **SERVER_DEFAULTS}  # the bench's server: these values, whatever the shell has
     env.update(server_fixes(env))
@@ -138,7 +138,7 @@ def _environ(**values: str) -> Iterator[None]:
 @contextmanager
 def bench_environment(keep_dir: str | None = None) -> Iterator[Server]:
     """Start the server and set the inherited environment; yields the ``Server``."""
-    from orchestrator.flows.flow import prefect_env_defaults
+    from orchestrator.flows.settings import prefect_env_defaults
 
     with ExitStack() as stack:
         scratch = Path(keep_dir) if keep_dir else Path(stack.enter_context(tempfile.TemporaryDirectory(

@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 
 from ..planning.errors import CritpathError
+from .events import Event
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -48,8 +49,8 @@ class Ledger:
             os.close(self._fd)
             self._fd = None
 
-    def on_event(self, kind: str, run, t: float, **info) -> None:
-        if kind == "complete":
+    def on_event(self, kind: Event, run, t: float, **info) -> None:
+        if kind == Event.COMPLETE:
             line = json.dumps({"service": run.name, "end": run.end, "attempts": run.attempts,
                                "worker": run.worker}, ensure_ascii=True) + "\n"
             os.write(self._fd, line.encode())

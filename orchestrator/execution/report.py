@@ -4,6 +4,10 @@ Keys (public, see README): makespan_s (first dispatch to last completion),
 critical_path_s, critical_path, total_work_s, lower_bound_s, simulated_makespan_s,
 efficiency (lower bound / makespan), max_concurrency, runner, flow_run_id, and
 services: {name: {state, start, end, attempts, worker, ...}} with Unix seconds.
+A run's Prefect bookkeeping adds (``flows.flow.refresh_in_flow``) prefect_recorded_s,
+prefect_confirmed, and prefect_errors: one line per thing Prefect did not record (an
+event it refused, final states the server had not stored), secrets masked; [] when all
+was recorded. Reports written before it existed have no prefect_errors key.
 """
 from __future__ import annotations
 

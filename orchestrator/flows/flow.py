@@ -111,6 +111,8 @@ def refresh_in_flow(plan, runner, observers: Iterable = (), result: dict | None 
     report["prefect_recorded_s"] = (recorder.recorded_at - dispatcher.first_dispatch
                                     if dispatcher.first_dispatch else 0.0)
     report["prefect_confirmed"] = recorder.confirmed
+    # what Prefect's bookkeeping lost (events refused, final states not stored): [] when none
+    report["prefect_errors"] = list(recorder.errors)
     report["signal"] = control.signal if control is not None else None
     result["report"] = report
     if dispatcher.cancelled:

@@ -17,6 +17,11 @@ Dask/Ray (see README, "Design").
 
 The thread runs inside a copy of the flow's ``contextvars`` context, so it talks
 to the same API (a running server or Prefect's temporary local one).
+
+Nothing here may fail the refresh, and nothing may fail silently: an event Prefect
+refused (too large, invalid) and a final state the server had not stored when the
+run ended are kept in ``errors`` (secrets masked), which the report carries as
+``prefect_errors`` and the summary reports.
 """
 from __future__ import annotations
 
@@ -35,7 +40,16 @@ from prefect.events.worker import EventsWorker
 from prefect.logging.handlers import APILogHandler, APILogWorker
 from prefect.utilities.engine import emit_task_run_state_change_event
 
+from runners.base import redact
+
+from ..execution.events import Event
 from ..planning.graph import Graph
+from ..support.logs import quiet
+
+#: how long the end of a run waits for the server to store the final states (see _confirm_persisted)
+CONFIRM_TIMEOUT_S = 20.0
+#: one entry of ``errors`` is cut to this many characters (an exception can quote a whole payload)
+MAX_ERROR_CHARS = 500
 
 
 def _ts(t: float) -> datetime:
@@ -45,22 +59,27 @@ def _ts(t: float) -> datetime:
 class PrefectRecorder:
     """A dispatcher observer that mirrors its events as Prefect task runs."""
 
-    def __init__(self, graph: Graph, flow_run_id: uuid.UUID):
+    def __init__(self, graph: Graph, flow_run_id: uuid.UUID, confirm_timeout: float = CONFIRM_TIMEOUT_S):
         self.graph = graph
         self.flow_run_id = flow_run_id
+        self.confirm_timeout = confirm_timeout
         # ids are assigned up front so that wait_for can name any upstream
         self.ids = {n: uuid.uuid4() for n in graph.names}
         self.task_runs: dict[str, TaskRun] = {}
         self._ready_at: dict[str, float] = {}
         self._last_event: dict[str, Any] = {}
+        self._final_sent: set[str] = set()  # services whose final state event went to the events worker
         self._logs = APILogHandler()
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._loop,),
                                         name="critpath-recorder", daemon=True)
+        #: what bookkeeping failed, one line each, secrets masked: the report's ``prefect_errors``
         self.errors: list[str] = []
+        self.confirmed: bool | None = None  # set on exit
+        self.recorded_at: float | None = None
 
     # -- observer side (dispatcher thread): never blocks --------------------
-    def on_event(self, kind: str, run, t: float, **info: Any) -> None:
+    def on_event(self, kind: Event, run, t: float, **info: Any) -> None:
         self._inbox.put((kind, run.name, t, run.attempts, run.error, info))
 
     def __enter__(self):
@@ -70,13 +89,20 @@ class PrefectRecorder:
     def __exit__(self, *exc):
         self._inbox.put(None)
         self._thread.join()
-        # deliver every event and log line before the flow run is finalised
-        EventsWorker.drain_all(timeout=20)
-        APILogWorker.drain_all(timeout=20)
-        self.confirmed = self._confirm_persisted()
+        # deliver every event and log line before the flow run is finalised; while they
+        # drain, both workers log "Still processing items: N items remaining..." as a
+        # WARNING every 4 s: the progress of this wait, not a problem (their errors still show)
+        with quiet("EventsWorker", "APILogWorker"):
+            EventsWorker.drain_all(timeout=20)
+            APILogWorker.drain_all(timeout=20)
+        self.confirmed = self._confirm_persisted(self.confirm_timeout)
         self.recorded_at = time.time()
 
-    def _confirm_persisted(self, timeout: float = 20.0) -> bool:
+    def _error(self, text: str) -> None:
+        text = redact(text) or ""
+        self.errors.append(text if len(text) <= MAX_ERROR_CHARS else text[:MAX_ERROR_CHARS - 3] + "...")
+
+    def _confirm_persisted(self, timeout: float = CONFIRM_TIMEOUT_S) -> bool:
         """Wait (bounded) until the server has stored the final state of every task run.
 
         Events are delivered asynchronously; without this, Prefect's temporary local
@@ -93,11 +119,14 @@ class PrefectRecorder:
         )
         from prefect.client.schemas.sorting import TaskRunSort
 
-        want = sum(1 for tr in self.task_runs.values() if tr.state is not None and tr.state.is_final())
+        # only what was sent: an event Prefect refused is in ``errors`` already, and waiting
+        # for it would only add the whole timeout to the run
+        want = len(self._final_sent)
         final = TaskRunFilter(state=TaskRunFilterState(type=TaskRunFilterStateType(
             any_=["COMPLETED", "FAILED", "CANCELLED", "CRASHED"])))
         runs = FlowRunFilter(id=FlowRunFilterId(any_=[self.flow_run_id]))
         deadline = time.monotonic() + timeout
+        failure = ""
         # a busy server must not hold the refresh: each request gets a few seconds,
         # and the whole check gives up at the deadline with a warning
         with get_client(sync_client=True, httpx_settings={"timeout": 5.0}) as client:
@@ -110,14 +139,17 @@ class PrefectRecorder:
                         got += len(batch)
                         if len(batch) < page or time.monotonic() > deadline:
                             break
-                except Exception:  # timeouts, 503s: try again until the deadline
-                    got = -1
+                except Exception as exc:  # timeouts, 503s: try again until the deadline
+                    got, failure = -1, f" (last request: {type(exc).__name__}: {exc})"
                 if got >= want:
                     return True
                 if time.monotonic() > deadline:
                     logging.getLogger("critpath").warning(
                         "Prefect has stored %d of %d final task run states after %.0f s; "
                         "the rest may show as still running in the UI", got, want, timeout)
+                    stored = "could not be read" if got < 0 else f"{got} of {want} stored"
+                    self._error(f"final task run states not confirmed: {stored} after {timeout:g} s; "
+                                f"the rest may show as still running in the UI{failure}")
                     return False
                 time.sleep(0.1)  # bounded wait for a server we do not control; not on the critical path
 
@@ -126,14 +158,14 @@ class PrefectRecorder:
         while (item := self._inbox.get()) is not None:
             try:
                 self._apply(*item)
-            except Exception as exc:  # bookkeeping must never take the refresh down
-                self.errors.append(f"{item[1]}: {type(exc).__name__}: {exc}")
+            except Exception as exc:  # bookkeeping must never take the refresh down, nor fail unseen
+                self._error(f"{item[1]} ({item[0]}): {type(exc).__name__}: {exc}")
 
     def _apply(self, kind, name, t, attempt, error, info) -> None:
-        if kind == "ready":
+        if kind == Event.READY:
             self._ready_at.setdefault(name, t)
             return
-        if kind == "dispatch":
+        if kind == Event.DISPATCH:
             running = states.Running(timestamp=_ts(t))
             if attempt > 1:  # the retry was already announced; now it runs again
                 self._set(name, running)
@@ -146,22 +178,22 @@ class PrefectRecorder:
         if outcome is not None and not isinstance(outcome, BaseException):
             self._send_logs(name, outcome.logs)
         end = getattr(outcome, "end", None) or t
-        if kind == "complete":
+        if kind == Event.COMPLETE:
             self._set(name, states.Completed(timestamp=_ts(end)))
-        elif kind == "retry":
+        elif kind == Event.RETRY:
             self._log(name, logging.ERROR, t, f"Attempt {attempt} failed: {error}" +
                       (f"\n{outcome.traceback}" if getattr(outcome, "traceback", None) else ""))
             delay = info.get("delay") or 0
             state = (states.AwaitingRetry(scheduled_time=_ts(t + delay), timestamp=_ts(t)) if delay
                      else states.Retrying(timestamp=_ts(t)))
             self._set(name, state)
-        elif kind == "fail":
+        elif kind == Event.FAIL:
             self._log(name, logging.ERROR, t, f"Failed after {attempt} attempt(s): {error}" +
                       (f"\n{outcome.traceback}" if getattr(outcome, "traceback", None) else ""))
             self._set(name, states.Failed(message=error, timestamp=_ts(max(end, t))))
-        elif kind == "cancel":
+        elif kind == Event.CANCEL:
             self._set(name, states.Cancelled(timestamp=_ts(t), message=f"cancelled: {info.get('reason')}"))
-        elif kind == "skip":
+        elif kind == Event.SKIP:
             upstream = info.get("upstream")
             self._create(name, t, states.Cancelled(name="Skipped", timestamp=_ts(t),
                                                    message=f"skipped: upstream {upstream!r} failed"))
@@ -197,8 +229,13 @@ class PrefectRecorder:
             tr.start_time = tr.start_time or new.timestamp
         if new.is_final():
             tr.end_time = new.timestamp
-        self._last_event[name] = emit_task_run_state_change_event(
+        event = emit_task_run_state_change_event(
             task_run=tr, initial_state=last, validated_state=new, follows=self._last_event.get(name))
+        if event is None:  # Prefect logged why (an event it refuses to build raises instead)
+            raise RuntimeError(f"Prefect did not emit the {new.name} event")
+        self._last_event[name] = event
+        if new.is_final():
+            self._final_sent.add(name)
 
     def _send_logs(self, name: str, logs) -> None:
         for created, level, logger, message in logs:

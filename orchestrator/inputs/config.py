@@ -71,10 +71,23 @@ def find_config(folder: Path) -> tuple[Path, dict] | None:
         return own, _parse(own)
     pyproject = folder / "pyproject.toml"
     if pyproject.is_file():
-        table = _parse(pyproject).get("tool", {}).get("critpath")
-        if isinstance(table, dict):
+        table = _tool_table(pyproject, _parse(pyproject))
+        if table is not None:
             return pyproject, table
     return None
+
+
+def _tool_table(path: Path, data: dict) -> dict | None:
+    """``[tool.critpath]`` of a parsed pyproject.toml; None when it has none."""
+    tool = data.get("tool", {})
+    if not isinstance(tool, dict):
+        raise CritpathError(f"{path}: 'tool' = {show(tool)} must be a table ([tool]); fix it, or put "
+                            "critpath's settings in critpath.toml")
+    table = tool.get("critpath")
+    if table is not None and not isinstance(table, dict):
+        raise CritpathError(f"{path}: 'tool.critpath' = {show(table)} must be a table ([tool.critpath]) of "
+                            "settings; fix it, or put critpath's settings in critpath.toml")
+    return table
 
 
 def load_config(path: str | Path | None = None, folder: str | Path = ".") -> Config:
@@ -84,7 +97,7 @@ def load_config(path: str | Path | None = None, folder: str | Path = ".") -> Con
             raise CritpathError(f"config file {str(p)!r} not found; give an existing file to --config")
         data = _parse(p)
         if p.name == "pyproject.toml":
-            data = data.get("tool", {}).get("critpath", {})
+            data = _tool_table(p, data) or {}
         found = (p, data)
     else:
         found = find_config(Path(folder))

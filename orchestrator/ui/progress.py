@@ -16,6 +16,11 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
+from ..execution.events import ENDS_ATTEMPT, Event
+
+#: the events that print a line when there is no live display
+_PRINTED = frozenset({Event.COMPLETE, Event.FAIL, Event.RETRY, Event.SKIP})
+
 
 class Progress:
     def __init__(self, total: int, critical_path_s: float, console: Console | None = None,
@@ -53,24 +58,24 @@ class Progress:
         text.append(f"   {self._elapsed():6.1f} s elapsed / critical path {self.cp:.1f} s")
         return text
 
-    def on_event(self, kind: str, run, t: float, **info) -> None:
-        if kind == "dispatch":
+    def on_event(self, kind: Event, run, t: float, **info) -> None:
+        if kind == Event.DISPATCH:
             self.t0 = self.t0 or t
             self.counts["running"] += 1
-        elif kind in ("complete", "fail", "retry", "cancel"):
+        elif kind in ENDS_ATTEMPT:
             self.counts["running"] -= 1
-            if kind == "complete":
+            if kind == Event.COMPLETE:
                 self.counts["completed"] += 1
-            elif kind == "fail":
+            elif kind == Event.FAIL:
                 self.counts["failed"] += 1
-        elif kind == "skip":
+        elif kind == Event.SKIP:
             self.counts["skipped"] += 1
-        if self.live_mode or kind not in ("complete", "fail", "retry", "skip"):
+        if self.live_mode or kind not in _PRINTED:
             return
         took = f"{run.end - run.start:.2f} s" if run.start and run.end else ""
-        detail = {"complete": f"done     {run.name} {took}",
-                  "fail": f"FAILED   {run.name}: {run.error}",
-                  "retry": f"retrying {run.name} after attempt {run.attempts}: {run.error}",
-                  "skip": f"skipped  {run.name} (upstream {info.get('upstream')!r} failed)"}[kind]
+        detail = {Event.COMPLETE: f"done     {run.name} {took}",
+                  Event.FAIL: f"FAILED   {run.name}: {run.error}",
+                  Event.RETRY: f"retrying {run.name} after attempt {run.attempts}: {run.error}",
+                  Event.SKIP: f"skipped  {run.name} (upstream {info.get('upstream')!r} failed)"}[kind]
         done = self.counts["completed"] + self.counts["failed"] + self.counts["skipped"]
         print(f"[{self._elapsed():7.2f}s {done}/{self.total}] {detail}", file=sys.stderr, flush=True)

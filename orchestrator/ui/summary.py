@@ -37,4 +37,8 @@ def summary(report: dict) -> str:
                      " and were not run again")
     if report["skipped"]:
         lines.append(f"SKIPPED {len(report['skipped'])} downstream of a failure: {', '.join(report['skipped'])}")
+    prefect_errors = report.get("prefect_errors") or []  # absent from reports written before it existed
+    if prefect_errors:  # the services ran as reported; Prefect's record of them is incomplete
+        lines.append(f"PREFECT bookkeeping failed for {len(prefect_errors)} item(s), so the Prefect UI may not "
+                     f"match this report; first: {prefect_errors[0]}")
     return "\n".join(lines)
