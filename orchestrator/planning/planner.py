@@ -9,6 +9,12 @@ imported), linear in services + edges except the simulation's heap operations.
                           work in pool p / limit(p) for every pool)
   simulated makespan = the dispatcher's own policy (``policy.ReadyQueue``) run
                        against the estimates with zero overhead
+  predicted makespan = the same policy on a model of the machine (``machine.predict``):
+                       its cores, the services' CPU demand, the runner's overhead
+  with a machine, the lower bound also counts CPU work / cores
+
+Estimates come from ``estimates.estimates`` (history, else declared, else synthetic,
+else 1 s) when the caller passes them, else from the services' declarations.
 
 Dispatch rank. The dispatcher starts ready services in ``rank`` order. It is the
 bottom level (critical-path list scheduling) unless forward-backward improvement
@@ -27,7 +33,9 @@ import heapq
 from dataclasses import dataclass, field
 
 from .errors import GraphError
+from .estimates import Estimate
 from .graph import Graph
+from .machine import Demand, Machine, predict
 from .policy import ReadyQueue
 from .validate import cycle_problems, self_loops
 
@@ -48,12 +56,22 @@ class Plan:
     #: the dispatch order, highest first (``priority`` unless improvement found better)
     rank: list[float] = field(default_factory=list)
     justified: bool = False  # rank comes from forward-backward improvement
+    #: per service: where its estimate came from and how many successful attempts history holds
+    estimate_source: list[str] = field(default_factory=list)
+    history_runs: list[int] = field(default_factory=list)
+    demand: list[Demand] = field(default_factory=list)
+    machine: Machine | None = None
+    cpu_aware: bool = False  # admission also keeps the CPU demand running within the cores
+    predicted_makespan_s: float | None = None  # on ``machine``; None without one
+    cpu_work_s: float = 0.0  # sum of estimate x CPU demand
 
     @property
     def constraint(self) -> str:
         """What sets the lower bound: 'critical path', 'concurrency' or 'pool NAME'."""
         options = {"critical path": self.critical_path_s,
                    "concurrency": self.total_work_s / self.max_concurrency}
+        if self.machine is not None and self.machine.cores > 0:
+            options["cores"] = self.cpu_work_s / self.machine.cores
         options.update({f"pool {p}": v for p, v in self.pool_bounds_s.items()})
         return max(options, key=lambda k: (options[k], k == "critical path"))
 
@@ -64,7 +82,10 @@ class Plan:
                 n: {"after": [g.names[u] for u in g.preds[i]], "estimate_s": self.est[i],
                     "priority_s": self.priority[i], "pool": g.services[n].pool,
                     "tags": list(g.services[n].tags),
-                    "simulated_start_s": self.simulated_start_s[i] if self.simulated_start_s else None}
+                    "simulated_start_s": self.simulated_start_s[i] if self.simulated_start_s else None,
+                    "estimate_source": self.estimate_source[i] if self.estimate_source else None,
+                    "history_runs": self.history_runs[i] if self.history_runs else 0,
+                    "cpu_demand": self.demand[i].cpu if self.demand else None}
                 for i, n in enumerate(g.names)},
             "edges": [list(e) for e in g.edges],
             "pools": dict(g.pools),
@@ -77,6 +98,11 @@ class Plan:
             "max_concurrency": self.max_concurrency,
             "pool_bounds_s": dict(self.pool_bounds_s),
             "constraint": self.constraint,
+            "predicted_makespan_s": self.predicted_makespan_s,
+            "cores": self.machine.cores if self.machine else None,
+            "cores_source": self.machine.source if self.machine else None,
+            "cpu_work_s": self.cpu_work_s,
+            "cpu_aware": self.cpu_aware,
         }
 
 
@@ -105,9 +131,11 @@ def critical_path(graph: Graph, prio: list[float]) -> list[int]:
     return path
 
 
-def simulate(graph: Graph, est: list[float], prio: list[float], max_concurrency: int):
-    """Makespan and start times of the dispatcher's policy when every service takes its estimate."""
-    q = ReadyQueue(graph, prio, max_concurrency)
+def simulate(graph: Graph, est: list[float], prio: list[float], max_concurrency: int,
+             cpu: list[float] | None = None, cores: float | None = None):
+    """Makespan and start times of the dispatcher's policy when every service takes its estimate
+    (``cpu`` and ``cores``: with cpu-aware admission)."""
+    q = ReadyQueue(graph, prio, max_concurrency, cpu, cores)
     start = [0.0] * len(est)
     events: list[tuple[float, int]] = []
     now = 0.0
@@ -220,20 +248,41 @@ def improve(graph: Graph, est: list[float], priority: list[float], max_concurren
     return best
 
 
-def make_plan(graph: Graph, max_concurrency: int, simulate_schedule: bool = True) -> Plan:
+def make_plan(graph: Graph, max_concurrency: int, simulate_schedule: bool = True,
+              estimates: list[Estimate] | None = None, machine: Machine | None = None,
+              cpu_aware: bool = False) -> Plan:
+    """The plan of ``graph`` under ``max_concurrency``: from ``estimates`` when given (see
+    ``estimates.estimates``), else from the declarations; predicted on ``machine`` when given.
+    ``cpu_aware`` (needs ``machine``) admits services only while their CPU demand fits its cores."""
     order = graph.topo_order()
     if order is None:  # validate() reports every problem; this guards callers that skipped it
         raise GraphError(cycle_problems(graph) + self_loops(graph), graph.source)
-    est = [graph.services[n].est for n in graph.names]
+    if estimates is None:
+        est = [graph.services[n].est for n in graph.names]
+        sources, runs, demand = [], [], []
+    else:
+        est = [e.seconds for e in estimates]
+        sources, runs, demand = [e.source for e in estimates], [e.runs for e in estimates], [e.demand for e in estimates]
+    cpu_aware = bool(cpu_aware and machine is not None and demand)
+    cpu, cores = ([d.cpu for d in demand], machine.cores) if cpu_aware else (None, None)
     b = bounds(graph, est, max_concurrency, order)
+    cpu_work = sum(e * d.cpu for e, d in zip(est, demand, strict=True)) if demand else 0.0
+    lower = b.lower_bound_s
+    if machine is not None and machine.cores > 0 and demand:
+        lower = max(lower, cpu_work / machine.cores)
     rank, justified = b.priority, False
     if simulate_schedule:
-        makespan, starts = simulate(graph, est, rank, max_concurrency)
-        if len(graph) <= JUSTIFY_MAX_SERVICES:
-            better = improve(graph, est, rank, max_concurrency, makespan, starts, b.lower_bound_s)
+        makespan, starts = simulate(graph, est, rank, max_concurrency, cpu, cores)
+        if len(graph) <= JUSTIFY_MAX_SERVICES and not cpu_aware:
+            better = improve(graph, est, rank, max_concurrency, makespan, starts, lower)
             if better is not None:
                 (makespan, starts, rank), justified = better, True
     else:
         makespan, starts = float("nan"), []
+    predicted = None
+    if machine is not None and simulate_schedule:
+        demand = demand or [Demand(1.0 if s.call is not None or s.kind == "cpu" else 0.0) for s in graph]
+        predicted = predict(graph, est, demand, rank, max_concurrency, machine, cpu_aware).makespan_s
     return Plan(graph, max_concurrency, est, b.priority, [graph.names[i] for i in b.critical_path], b.critical_path_s,
-                b.total_work_s, b.lower_bound_s, makespan, b.pool_bounds_s, starts, rank, justified)
+                b.total_work_s, lower, makespan, b.pool_bounds_s, starts, rank, justified,
+                sources, runs, demand, machine, cpu_aware, predicted, cpu_work)

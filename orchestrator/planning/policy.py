@@ -10,10 +10,17 @@ Policy (list scheduling with critical-path priorities):
     of the graph, own estimate included) starts first; ties go to the smaller name;
   * a service starts only when a global slot *and* a slot in its pool are free;
     a service whose pool is full does not block others behind it (work-conserving);
-  * nothing is reserved for a service that is still waiting on its upstreams.
+  * nothing is reserved for a service that is still waiting on its upstreams;
+  * cpu-aware (optional, ``cpu`` and ``cores`` given): a service starts only while the
+    CPU demand of what runs, its own included, fits the cores (or nothing runs at all,
+    so a service wider than the machine still runs, alone). Ready services are tried
+    most critical first; one that does not fit waits, and a less critical one that
+    fits may start meanwhile. So a crowd of small services cannot stretch the long pole
+    by sharing its cores, yet idle cores are not wasted.
 
 State kept: per-service count of unfinished upstreams, one heap of ready services
-per pool, and running counts. Every method is O(log n) plus O(pools).
+per pool, running counts and (cpu-aware) the CPU demand running. Every method is
+O(log n) plus O(pools), plus O(k log n) for the k ready services that do not fit.
 """
 from __future__ import annotations
 
@@ -26,8 +33,11 @@ _NONE = object()
 
 
 class ReadyQueue:
-    def __init__(self, graph: Graph, priority: Sequence[float], max_concurrency: int):
+    def __init__(self, graph: Graph, priority: Sequence[float], max_concurrency: int,
+                 cpu: Sequence[float] | None = None, cores: float | None = None):
         self.graph = graph
+        self.cpu, self.cores = (cpu, cores) if cpu is not None and cores else (None, None)
+        self.running_cpu = 0.0
         self.max_concurrency = max_concurrency
         self.priority = priority
         self.waiting = [len(p) for p in graph.preds]
@@ -48,6 +58,7 @@ class ReadyQueue:
     def pop_startable(self) -> list[int]:
         """Take every service that may start now, best first, and count them as running."""
         out: list[int] = []
+        waiting_for_cores: list[tuple[str | None, tuple[float, int]]] = []
         while self.running < self.max_concurrency:
             best, head = _NONE, None
             for pool, heap in self.heaps.items():
@@ -56,16 +67,26 @@ class ReadyQueue:
                         best, head = pool, heap[0]
             if best is _NONE:  # the unpooled heap's key is None, hence a sentinel
                 break
-            _, i = heapq.heappop(self.heaps[best])
+            item = heapq.heappop(self.heaps[best])
+            i = item[1]
+            if self.cpu is not None and self.running and self.running_cpu + self.cpu[i] > self.cores + 1e-9:
+                waiting_for_cores.append((best, item))  # put back below, once the others were tried
+                continue
             self.running += 1
             self.running_in[best] += 1
+            if self.cpu is not None:
+                self.running_cpu += self.cpu[i]
             out.append(i)
+        for pool, item in waiting_for_cores:
+            heapq.heappush(self.heaps[pool], item)
         return out
 
     def release(self, i: int) -> None:
         """``i`` no longer holds its slots (attempt ended, whatever the outcome)."""
         self.running -= 1
         self.running_in[self.pool_of[i]] -= 1
+        if self.cpu is not None:
+            self.running_cpu = max(0.0, self.running_cpu - self.cpu[i])
 
     def completed(self, i: int) -> list[int]:
         """``i`` completed: returns the services that became ready (already queued)."""

@@ -26,8 +26,9 @@ def select(graph: Graph, expr: str | None) -> Graph:
     tags = sorted({t for s in graph for t in s.tags})
     for raw in expr.split(","):
         term = raw.strip()
-        if not term:
-            continue
+        if not term:  # ",", "a,,b", "a,": a term went missing, most likely by mistake
+            raise SelectionError(expr.strip(), "an empty term between commas; write name, +name, name+ "
+                                                "or tag:x, separated by single commas")
         if term.startswith("tag:"):
             tag = term[4:]
             hits = {i for i, n in enumerate(graph.names) if tag in graph.services[n].tags}
@@ -37,7 +38,10 @@ def select(graph: Graph, expr: str | None) -> Graph:
             chosen |= hits
             continue
         up, down = term.startswith("+"), term.endswith("+")
-        name = term.strip("+")
+        name = term[1 if up else 0:len(term) - 1 if down else len(term)].strip()
+        if not name or name.startswith("+") or name.endswith("+"):
+            raise SelectionError(term, "malformed: one '+' at most on each side of a name, e.g. +name, name+ "
+                                       "or +name+")
         if name not in graph.index:
             raise SelectionError(term, f"unknown service {name!r}{did_you_mean(name, graph.names)}")
         i = graph.index[name]

@@ -1,0 +1,111 @@
+"""A model of the machine a refresh runs on, and the prediction it makes.
+
+The planner's simulation (``planner.simulate``) replays the dispatcher's policy with
+every service taking its estimate: it counts slots. A real machine has cores. When
+the services running at once want more CPU than it has, each of them stretches, and
+the refresh takes longer than any slot count says. This module predicts that.
+
+Model (processor sharing):
+  * ``Machine.cores``: the CPUs the runner can use; ``gil``: on the threads runner the
+    services' Python code shares one interpreter lock, a second resource of capacity 1;
+    ``overhead_s``: the runner's own time per service (dispatch to worker start plus
+    worker end to completion seen), measured in history.
+  * per service, ``Demand.cpu``: the cores it keeps busy while it runs alone (CPU
+    seconds / wall seconds, from history; 1 for ``kind: cpu``, 0 for a sleep), and
+    ``Demand.gil``: the share of its wall time it holds the lock (threads only).
+  * a service alone takes ``est + overhead``. With others running, the part of its time
+    it spends on a CPU (``min(1, cpu)`` of it) slows by ``max(1, total cpu / cores)``,
+    or on threads by the lock's ``max(1, total gil)`` when that is worse; the rest
+    (waiting on I/O, sleeping, the runner's overhead) does not slow.
+
+The prediction is an event-driven simulation of the dispatcher's own policy
+(``policy.ReadyQueue``, cpu-aware or not) under that model: between two events every
+running service progresses at its current rate; the next event is the earliest
+finish. O(events x running) time.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from .graph import Graph
+from .policy import ReadyQueue
+
+_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class Machine:
+    cores: float
+    gil: bool = False  # the threads runner: one interpreter lock shared by every service
+    overhead_s: float = 0.0  # the runner's own time per service, off the CPU
+    #: where ``cores`` came from, for people: "os.sched_getaffinity", "cgroup cpu.max", "dask scheduler", ...
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Demand:
+    cpu: float = 1.0  # cores kept busy while running alone
+    gil: float = 0.0  # share of wall time holding the interpreter lock (threads runner)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    makespan_s: float
+    start_s: list[float] = field(default_factory=list)
+    finish_s: list[float] = field(default_factory=list)
+    #: (finish / (est + overhead)) per service: 1.0 ran as if alone, 2.0 took twice as long
+    stretch: list[float] = field(default_factory=list)
+
+
+def rates(running: Sequence[int], demand: Sequence[Demand], machine: Machine,
+          cpu_share: Sequence[float]) -> dict[int, float]:
+    """Progress per second of wall time of each running service (1.0 = as fast as alone).
+
+    ``cpu_share[i]`` is the fraction of service i's alone time spent on a CPU."""
+    total_cpu = sum(demand[i].cpu for i in running)
+    slow_cpu = max(1.0, total_cpu / machine.cores) if machine.cores > 0 else 1.0
+    slow_gil = max(1.0, sum(demand[i].gil for i in running)) if machine.gil else 1.0
+    out = {}
+    for i in running:
+        slow = max(slow_cpu, slow_gil) if machine.gil and demand[i].gil > 0 else slow_cpu
+        f = cpu_share[i]
+        out[i] = 1.0 / ((1.0 - f) + f * slow)
+    return out
+
+
+def predict(graph: Graph, est: Sequence[float], demand: Sequence[Demand], rank: Sequence[float],
+            max_concurrency: int, machine: Machine, cpu_aware: bool = False) -> Prediction:
+    """Makespan, starts and finishes of the dispatcher's policy on ``machine``."""
+    n = len(est)
+    alone = [est[i] + machine.overhead_s for i in range(n)]
+    # the CPU-bound part of a service's alone time; the runner's overhead is never on its cores
+    cpu_share = [min(1.0, max(0.0, demand[i].cpu)) * (est[i] / alone[i] if alone[i] > 0 else 0.0)
+                 for i in range(n)]
+    q = ReadyQueue(graph, rank, max_concurrency,
+                   cpu=[d.cpu for d in demand] if cpu_aware else None, cores=machine.cores if cpu_aware else None)
+    start, finish = [0.0] * n, [0.0] * n
+    remaining: dict[int, float] = {}  # running service -> alone-seconds of work left
+    now = 0.0
+    while True:
+        for i in q.pop_startable():
+            start[i] = now
+            remaining[i] = alone[i]
+        if not remaining:
+            break
+        rate = rates(list(remaining), demand, machine, cpu_share)
+        step = min(remaining[i] / rate[i] for i in remaining)
+        now += step
+        done = []
+        for i in list(remaining):
+            remaining[i] -= rate[i] * step
+            if remaining[i] <= _EPS * max(1.0, alone[i]):
+                done.append(i)
+        # every completion at this instant is seen before the next dispatch, as the dispatcher does
+        for i in sorted(done):
+            del remaining[i]
+            finish[i] = now
+            q.release(i)
+            q.completed(i)
+    stretch = [(finish[i] - start[i]) / alone[i] if alone[i] > 0 else 1.0 for i in range(n)]
+    return Prediction(now, start, finish, stretch)
