@@ -1,0 +1,58 @@
+"""The dispatcher observer that writes every attempt to the duration history as it ends.
+
+It runs on the dispatcher's thread and commits one SQLite row per attempt (see
+``inputs.history``), so a crash loses no attempt that ended. Observers run before the
+loop chooses again, so the commit is on the critical path: the bench's per-hop
+overhead measures it.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+from ..inputs.history import AttemptRow, History
+from .events import Event, ServiceRun
+
+_ENDS = {Event.COMPLETE, Event.RETRY, Event.FAIL, Event.CANCEL}
+
+
+def outcome_of(kind: Event, run: ServiceRun) -> str:
+    if kind == Event.COMPLETE:
+        return "completed"
+    if kind == Event.CANCEL:
+        return "cancelled"
+    last = run.history[-1] if run.history else None
+    if last is not None and last.lost:
+        return "lost"
+    if (run.error or "").startswith("TimeoutError: attempt"):
+        return "timeout"
+    return "failed"
+
+
+class HistoryObserver:
+    def __init__(self, history: History, run_id: str, runner: str, cores: float | None = None,
+                 max_concurrency: int | None = None, pools: Mapping[str, int] | None = None):
+        self.history = history
+        self.run_id, self.runner, self.cores = run_id, runner, cores
+        self.max_concurrency, self.pools = max_concurrency, dict(pools or {})
+        self.flow_run_id: str | None = None
+        self.services: set[str] = set()
+
+    def on_event(self, kind: Event, run: ServiceRun, t: float, **info) -> None:
+        if kind not in _ENDS:
+            return
+        outcome = info.get("outcome")
+        last = run.history[-1] if run.history and kind != Event.CANCEL else None
+        self.history.record(AttemptRow(
+            service=run.name, run_id=self.run_id, runner=self.runner, attempt=run.attempts,
+            outcome=outcome_of(kind, run),
+            start=last.start if last else run.dispatched, end=last.end if last else run.finished,
+            dispatched=run.dispatched, finished=run.finished if kind != Event.CANCEL else t,
+            cpu_s=getattr(outcome, "cpu_s", None), gil_s=getattr(outcome, "gil_s", None),
+            flow_run_id=self.flow_run_id, cores=self.cores, max_concurrency=self.max_concurrency,
+            pools=self.pools))
+        self.services.add(run.name)
+
+    def close(self) -> None:
+        """Keep only the last runs of the services this run touched."""
+        if self.services:
+            self.history.prune(self.services)

@@ -1,0 +1,211 @@
+"""Duration history: every attempt of every run, in SQLite, for the planner to learn from.
+
+One file per state folder (``<state_dir>/history.sqlite``), the standard library's
+``sqlite3`` in WAL mode: a row is committed the moment an attempt ends, so a crash
+loses nothing that finished, and two refreshes writing at once wait for each other's
+commit (``busy_timeout``) instead of corrupting the file. ``synchronous=NORMAL``: a
+commit survives the process being killed (the kernel holds it); surviving a power cut
+would cost an fsync per attempt on the critical path.
+
+Rows (one per attempt): service, run id, flow run id, runner, the cores it had, the
+limits in force, attempt number, outcome (completed | failed | lost | timeout |
+cancelled), worker-measured start and end, the dispatcher's dispatch and finish times,
+and the CPU seconds the service used (``cpu_s``: its process's CPU time where it had a
+process of its own, its thread's elsewhere; ``gil_s``: its thread's CPU time, on the
+threads runner the time it held the interpreter lock). The last ``keep_runs`` runs of
+each service are kept (default 50).
+
+A file that is not a database, or a database that is not critpath's history, is one
+``CritpathError`` naming the file and how to move it aside; nothing is overwritten.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from ..planning.errors import CritpathError
+from ..planning.estimates import Observed
+
+APP = "critpath-history"
+VERSION = "1"
+DEFAULT_KEEP_RUNS = 50
+FILENAME = "history.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS attempts (
+    id INTEGER PRIMARY KEY,
+    service TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    flow_run_id TEXT,
+    runner TEXT NOT NULL,
+    cores REAL,
+    max_concurrency INTEGER,
+    pools TEXT,
+    attempt INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    start REAL,
+    "end" REAL,
+    dispatched REAL,
+    finished REAL,
+    cpu_s REAL,
+    gil_s REAL,
+    recorded_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attempts_by_service ON attempts (service, id);
+"""
+COLUMNS = ("service", "run_id", "flow_run_id", "runner", "cores", "max_concurrency", "pools", "attempt",
+           "outcome", "start", "end", "dispatched", "finished", "cpu_s", "gil_s")
+
+
+@dataclass(frozen=True)
+class AttemptRow:
+    service: str
+    run_id: str
+    runner: str
+    attempt: int
+    outcome: str
+    start: float | None
+    end: float | None
+    dispatched: float | None = None
+    finished: float | None = None
+    cpu_s: float | None = None
+    gil_s: float | None = None
+    flow_run_id: str | None = None
+    cores: float | None = None
+    max_concurrency: int | None = None
+    pools: Mapping[str, int] | None = None
+
+
+def _not_ours(path: Path, why: str) -> CritpathError:
+    return CritpathError(f"history file {str(path)!r} is not critpath's history ({why}); move it aside "
+                         f"(mv {path} {path}.bak) and critpath starts a new one")
+
+
+class History:
+    """The history store of one state folder. A context manager; also usable without one."""
+
+    def __init__(self, state_dir: str | os.PathLike, keep_runs: int = DEFAULT_KEEP_RUNS):
+        self.path = Path(state_dir) / FILENAME
+        self.keep_runs = keep_runs
+        self._db: sqlite3.Connection | None = None
+
+    # -- lifetime ---------------------------------------------------------------------------------
+    def open(self) -> "History":
+        if self._db is not None:
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # the dispatcher's thread writes, the CLI's reads: one connection, never used at once
+            db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise CritpathError(f"history file {str(self.path)!r}: cannot open it ({exc}); check the "
+                                "state folder's permissions") from None
+        try:
+            db.execute("PRAGMA busy_timeout = 30000")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if tables and "meta" not in tables:
+                raise _not_ours(self.path, f"it holds other tables: {', '.join(sorted(tables))}")
+            db.executescript(_SCHEMA)
+            app = dict(db.execute("SELECT key, value FROM meta").fetchall())
+            if not app:
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('app', ?), ('version', ?)", (APP, VERSION))
+            elif app.get("app") != APP:
+                raise _not_ours(self.path, f"its meta table says app={app.get('app')!r}")
+            elif app.get("version") != VERSION:
+                raise CritpathError(f"history file {str(self.path)!r} has version {app.get('version')!r}; this "
+                                    f"critpath reads version {VERSION}: move it aside (mv {self.path} "
+                                    f"{self.path}.bak) and critpath starts a new one")
+        except sqlite3.DatabaseError as exc:  # "file is not a database", a corrupt page
+            db.close()
+            raise _not_ours(self.path, str(exc)) from None
+        except BaseException:
+            db.close()
+            raise
+        self._db = db
+        return self
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def __enter__(self) -> "History":
+        return self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- writing ----------------------------------------------------------------------------------
+    def record(self, row: AttemptRow) -> None:
+        """One attempt, committed now."""
+        db = self.open()._db
+        values = [getattr(row, c) for c in COLUMNS]
+        values[COLUMNS.index("pools")] = json.dumps(dict(row.pools)) if row.pools is not None else None
+        try:
+            db.execute(f"INSERT INTO attempts ({', '.join(map(_q, COLUMNS))}, recorded_at) "
+                       f"VALUES ({', '.join('?' * len(COLUMNS))}, ?)", (*values, time.time()))
+        except sqlite3.DatabaseError as exc:
+            raise _not_ours(self.path, str(exc)) from None
+
+    def prune(self, services: Iterable[str] | None = None) -> None:
+        """Keep the last ``keep_runs`` runs of each service (of ``services``, default all)."""
+        db = self.open()._db
+        names = list(services) if services is not None else [
+            r[0] for r in db.execute("SELECT DISTINCT service FROM attempts")]
+        with _transaction(db):
+            for name in names:
+                db.execute("""DELETE FROM attempts WHERE service = ? AND run_id NOT IN (
+                                  SELECT run_id FROM attempts WHERE service = ?
+                                  GROUP BY run_id ORDER BY MAX(id) DESC LIMIT ?)""", (name, name, self.keep_runs))
+
+    # -- reading ----------------------------------------------------------------------------------
+    def rows(self, services: Iterable[str] | None = None) -> list[dict]:
+        """Every attempt kept (of ``services``), oldest first, as dicts of ``COLUMNS``."""
+        db = self.open()._db
+        wanted = None if services is None else set(services)
+        try:
+            cur = db.execute(f"SELECT {', '.join(map(_q, COLUMNS))} FROM attempts ORDER BY id")
+            rows = [dict(zip(COLUMNS, r, strict=True)) for r in cur.fetchall()]
+        except sqlite3.DatabaseError as exc:
+            raise _not_ours(self.path, str(exc)) from None
+        return rows if wanted is None else [r for r in rows if r["service"] in wanted]
+
+    def observed(self, services: Iterable[str] | None = None) -> dict[str, list[Observed]]:
+        """The successful attempts of each service, oldest first, as the planner reads them."""
+        out: dict[str, list[Observed]] = {}
+        for r in self.rows(services):
+            if r["outcome"] != "completed" or r["start"] is None or r["end"] is None:
+                continue
+            overhead = None
+            if r["dispatched"] is not None and r["finished"] is not None:
+                overhead = max(0.0, (r["finished"] - r["dispatched"]) - (r["end"] - r["start"]))
+            out.setdefault(r["service"], []).append(
+                Observed(max(0.0, r["end"] - r["start"]), r["runner"], r["cpu_s"], r["gil_s"], overhead))
+        return out
+
+    def runs(self) -> int:
+        """How many distinct runs the store holds."""
+        return self.open()._db.execute("SELECT COUNT(DISTINCT run_id) FROM attempts").fetchone()[0]
+
+
+def _q(column: str) -> str:
+    return f'"{column}"'
+
+
+class _transaction:
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+
+    def __enter__(self):
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type, *exc):
+        self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
