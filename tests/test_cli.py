@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.processes import assert_bad_input
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -23,15 +25,6 @@ def critpath(*args, cwd, timeout=180, env=None):
     full_env.pop("PREFECT_API_URL", None)
     return subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=cwd, capture_output=True,
                           text=True, timeout=timeout, env=full_env)
-
-
-def assert_bad_input(proc, *needles):
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr + proc.stdout
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert lines and lines[0].startswith("critpath: error: "), proc.stderr
-    for needle in needles:
-        assert needle in proc.stderr, (needle, proc.stderr)
 
 
 @pytest.fixture

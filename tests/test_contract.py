@@ -36,7 +36,7 @@ import pytest
 from orchestrator.flows.flow import run
 from orchestrator.planning.errors import GraphError
 from orchestrator.planning.graph import Graph
-from orchestrator.planning.model import Service
+from tests.helpers.graphs import call, synth, worker_pid
 from tests.helpers.schedule import attempt_intervals, max_overlap, order_violations
 from tests.prefect_fixtures import api, readback
 
@@ -47,34 +47,25 @@ SKIPPED = ["boom_child", "boom_grandchild", "flaky_out_child", "joins"]
 MEET_S = 30.0  # how long a rendezvous waits for its partner before it fails
 
 
-def _call(name: str, fn: str, after=(), **fields) -> Service:
-    params = fields.pop("params", {})
-    return Service(name, after=tuple(after), call=f"tests.helpers.services:{fn}", params=params, **fields)
-
-
-def _sleep(name: str, seconds: float, after=(), **fields) -> Service:
-    return Service(name, after=tuple(after), duration=seconds, **fields)
-
-
 def contract_graph(tmp, token: str) -> Graph:
     meet = {"seconds": MEET_S}
     return Graph([
-        _call("meet_a", "rendezvous", estimate=100.0, params={**meet, "me": str(tmp / "a"), "other": str(tmp / "b")}),
-        _call("meet_b", "rendezvous", estimate=100.0, params={**meet, "me": str(tmp / "b"), "other": str(tmp / "a")}),
-        _sleep("extract", 0.1),
-        _sleep("transform", 0.1, ["extract"]),
-        _call("log_line", "chatty", ["transform"], params={"message": f"rows loaded {token}"}),
-        _sleep("publish", 0.05, ["log_line"]),
-        _sleep("fan_in", 0.05, ["publish", "db_1", "db_2", "db_3"]),
-        _call("boom", "boom", params={"message": f"bad row {token}"}),
-        _sleep("boom_child", 0.05, ["boom"]),
-        _sleep("boom_grandchild", 0.05, ["boom_child"]),
-        _sleep("joins", 0.05, ["extract", "boom"]),
-        *[_sleep(f"db_{i}", 0.1, pool="db", estimate=2.0) for i in (1, 2, 3)],
-        _call("flaky_ok", "flaky", retries=2, params={"counter": str(tmp / "flaky_ok.calls"), "failures": 2}),
-        _call("flaky_out", "flaky", retries=1, params={"counter": str(tmp / "flaky_out.calls"), "failures": 2}),
-        _sleep("flaky_out_child", 0.05, ["flaky_out"]),
-        _sleep("solo", 0.05),
+        call("meet_a", "rendezvous", estimate=100.0, params={**meet, "me": str(tmp / "a"), "other": str(tmp / "b")}),
+        call("meet_b", "rendezvous", estimate=100.0, params={**meet, "me": str(tmp / "b"), "other": str(tmp / "a")}),
+        synth("extract", 0.1),
+        synth("transform", 0.1, ["extract"]),
+        call("log_line", "chatty", ["transform"], params={"message": f"rows loaded {token}"}),
+        synth("publish", 0.05, ["log_line"]),
+        synth("fan_in", 0.05, ["publish", "db_1", "db_2", "db_3"]),
+        call("boom", "boom", params={"message": f"bad row {token}"}),
+        synth("boom_child", 0.05, ["boom"]),
+        synth("boom_grandchild", 0.05, ["boom_child"]),
+        synth("joins", 0.05, ["extract", "boom"]),
+        *[synth(f"db_{i}", 0.1, pool="db", estimate=2.0) for i in (1, 2, 3)],
+        call("flaky_ok", "flaky", retries=2, params={"counter": str(tmp / "flaky_ok.calls"), "failures": 2}),
+        call("flaky_out", "flaky", retries=1, params={"counter": str(tmp / "flaky_out.calls"), "failures": 2}),
+        synth("flaky_out_child", 0.05, ["flaky_out"]),
+        synth("solo", 0.05),
     ], pools=POOLS)
 
 
@@ -88,11 +79,6 @@ def contract(runner_name, prefect_server, tmp_path_factory):
     rb = readback(prefect_server, report["flow_run_id"], graph.names,
                   expect_logs={"log_line": token, "boom": token})
     return SimpleNamespace(runner=runner_name, graph=graph, report=report, api=rb, tmp=tmp, token=token)
-
-
-def _pid(worker: str) -> int:
-    """``host:pid`` or ``host:pid/thread`` -> pid."""
-    return int(worker.split(":", 1)[1].split("/", 1)[0])
 
 
 # -- the report -------------------------------------------------------------------------------
@@ -169,7 +155,7 @@ def test_attempts_of_one_service_never_overlap(contract):
 def test_services_ran_on_the_runners_workers(contract):
     services = contract.report["services"]
     workers = {n: s["worker"] for n, s in services.items() if s["state"] == "completed"}
-    pids = {_pid(w) for w in workers.values()}
+    pids = {worker_pid(w) for w in workers.values()}
     if contract.runner == "threads":
         assert pids == {os.getpid()}
     else:
@@ -177,7 +163,7 @@ def test_services_ran_on_the_runners_workers(contract):
     # the two meets ran at the same time, so on two workers: two processes unless threads
     meet_a, meet_b = workers["meet_a"], workers["meet_b"]
     assert meet_a != meet_b
-    assert (_pid(meet_a) == _pid(meet_b)) == (contract.runner == "threads")
+    assert (worker_pid(meet_a) == worker_pid(meet_b)) == (contract.runner == "threads")
 
 
 # -- the Prefect API ------------------------------------------------------------------------
@@ -236,8 +222,8 @@ def test_failure_is_logged_on_the_failed_task_run(contract):
 def test_runs_on_prefects_temporary_server_when_none_is_configured(tmp_path):
     from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
 
-    graph = Graph([_sleep("a", 0.05), _sleep("b", 0.05, ["a"]),
-                   _call("c", "chatty", ["b"], params={"message": "no server"})])
+    graph = Graph([synth("a", 0.05), synth("b", 0.05, ["a"]),
+                   call("c", "chatty", ["b"], params={"message": "no server"})])
     with temporary_settings(updates={PREFECT_HOME: str(tmp_path)}, restore_defaults={PREFECT_API_URL}):
         assert PREFECT_API_URL.value() is None
         report = run(graph, "threads", max_concurrency=2, workers=2)
@@ -253,6 +239,6 @@ def test_runs_on_prefects_temporary_server_when_none_is_configured(tmp_path):
 # -- what never reaches a runner ---------------------------------------------------------------
 
 def test_a_call_to_a_missing_function_is_rejected_before_anything_runs():
-    graph = Graph([_sleep("ok", 0.01), _call("typo", "chaty")])
+    graph = Graph([synth("ok", 0.01), call("typo", "chaty")])
     with pytest.raises(GraphError, match=r"service 'typo'.*has no attribute 'chaty' \(did you mean 'chatty'\?\)"):
         run(graph, "threads", max_concurrency=1)

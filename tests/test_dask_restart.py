@@ -6,7 +6,7 @@ Cancelling ``hang`` restarts that worker, which kills ``next`` with it. The rest
 the runner's doing, so ``next`` must come back as ``RestartedWorkerLost``, which the
 dispatcher sends again without counting an attempt (tests/unit/test_dispatcher_policy.py);
 a plain ``WorkerLost`` would cost it an attempt, and two such restarts could fail it.
-A worker killed by someone else stays a lost worker (see tests/test_reliability.py).
+A worker killed by someone else stays a lost worker (see tests/test_worker_loss.py).
 """
 from __future__ import annotations
 

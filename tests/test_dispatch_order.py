@@ -1,6 +1,6 @@
 """Critical-path-first dispatch, read from the dispatcher's event log.
 
-``chain_and_shorts`` (conftest), time-scaled by 0.2, at 2 slots:
+``chain_and_shorts`` (tests.helpers.graphs), time-scaled by 0.2, at 2 slots:
 
     step_1 -> step_2 -> ... -> step_6      0.1 s each: priorities 0.6, 0.5, ... 0.1
     check_01  check_02  ...  check_12      0.05 s each: priority 0.05
@@ -21,7 +21,7 @@ from orchestrator.flows.flow import run
 from orchestrator.planning.graph import Graph
 from orchestrator.planning.planner import make_plan
 from runners.threads import ThreadRunner
-from tests.conftest import chain_and_shorts
+from tests.helpers.graphs import chain_and_shorts
 from tests.helpers.observers import EventLog
 from tests.helpers.schedule import attempt_intervals, jumped_the_queue, max_overlap
 from tests.prefect_fixtures import api, readback

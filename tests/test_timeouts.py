@@ -9,12 +9,18 @@
 
 A timed-out attempt fails with a TimeoutError, its descendants are skipped, and the
 services that were waiting for its slot run, on a worker that is really free: the hung
-body must not keep it (a runner stops it, or has a spare). ``ReleaseWhenSettled`` lets the
-bodies return once every other service has settled, so a runner that cannot stop a body
-costs the test no more than that, and a body that was stopped never writes its end time.
+body must not keep it (a runner stops it, or has a spare). Each hang body records the pid
+of the process running it as it starts, and its end time when it returns.
+
+Processes, Dask and Ray stop a timed-out body (its worker process is killed, or restarted
+by its nanny): there the bodies are never released, so a body that was not stopped would
+run on and write its end time. A thread cannot be stopped: on the threads runner
+``ReleaseWhenSettled`` lets the bodies return once every other service has settled, so
+that the abandoned threads cost the test no more than that.
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +32,7 @@ from orchestrator.flows.flow import run
 from orchestrator.planning.graph import Graph
 from orchestrator.planning.model import Service
 from tests.helpers.observers import ReleaseWhenSettled
+from tests.helpers.processes import gone, read_pid, wait_until
 from tests.helpers.schedule import attempt_intervals, max_overlap, order_violations
 from tests.prefect_fixtures import api, readback
 
@@ -37,11 +44,13 @@ STUCK_S = 8.0  # the body in the exit test: what the exit costs while the thread
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def timeout_graph(tmp) -> Graph:
-    hang = {"seconds": HANG_S, "release": str(tmp / "release")}
+def timeout_graph(tmp, releasable: bool) -> Graph:
+    """``releasable``: the hang bodies return once the file ``tmp/release`` exists (threads)."""
+    hang = {"seconds": HANG_S, **({"release": str(tmp / "release")} if releasable else {})}
     return Graph([
         *[Service(h, call=f"{HELPERS}:hang", timeout=1.0, estimate=100.0,
-                  params={**hang, "ended": str(tmp / f"{h}.ended")}) for h in HANGS],
+                  params={**hang, "ended": str(tmp / f"{h}.ended"), "pidfile": str(tmp / f"{h}.pid")})
+          for h in HANGS],
         Service("after_hang", after=("hang_a",), duration=0.05),
         *[Service(f"w{i}", duration=0.05) for i in (1, 2, 3, 4)],
         Service("w5", after=("w1",), duration=0.05),
@@ -51,14 +60,14 @@ def timeout_graph(tmp) -> Graph:
 @pytest.fixture(scope="module")
 def timed_out(runner_name, prefect_server, tmp_path_factory):
     tmp = tmp_path_factory.mktemp(f"timeouts-{runner_name}")
-    graph = timeout_graph(tmp)
+    graph = timeout_graph(tmp, releasable=runner_name == "threads")
     others = [n for n in graph.names if n not in HANGS]
     try:
         with api(prefect_server):
             report = run(graph, runner_name, max_concurrency=SLOTS, workers=SLOTS,
                          observers=[ReleaseWhenSettled(tmp / "release", others)])
     finally:
-        (tmp / "release").touch()  # whatever happened, no straggler outlives the test
+        (tmp / "release").touch()  # whatever happened, no thread outlives the test
     rb = readback(prefect_server, report["flow_run_id"], graph.names)
     return SimpleNamespace(runner=runner_name, graph=graph, report=report, api=rb, tmp=tmp,
                            others=[n for n in others if n != "after_hang"])
@@ -84,14 +93,24 @@ def test_services_waiting_behind_timed_out_ones_still_ran(timed_out):
 
 
 def test_a_timed_out_body_gives_its_worker_back(timed_out):
-    """Every other service settles before any hang body is let go, so if they could start
-    only once a body returned, they started after its recorded end."""
+    """Threads: every other service settles before any hang body is let go, so if they could
+    start only once a body returned, they started after its recorded end. Processes, Dask,
+    Ray: the process that ran each body is stopped, and the body never reached its end."""
     services = timed_out.report["services"]
     first_other = min(services[n]["attempt_history"][0]["start"] for n in timed_out.others)
     for h in HANGS:
         ended = timed_out.tmp / f"{h}.ended"
-        if ended.exists():  # a body that was killed writes nothing
+        pid = read_pid(timed_out.tmp / f"{h}.pid", timeout=30)
+        if timed_out.runner == "threads":  # abandoned, not stopped: it returns once released
+            assert pid == os.getpid()
+            wait_until(ended.exists, 30, f"{h}'s released body to return")
             assert first_other < float(ended.read_text()), f"the others waited for {h}'s body to return"
+        else:
+            assert pid != os.getpid()
+            wait_until(lambda pid=pid: gone(pid), 90,
+                       f"the {timed_out.runner} worker {pid} that ran {h} to be stopped")
+            # the process is gone, so the body cannot write its end any more: it never did
+            assert not ended.exists(), f"{h}'s body ran to its end: its worker was not stopped"
 
 
 def test_a_timeout_costs_other_services_nothing(timed_out):

@@ -66,7 +66,7 @@ JUNK_TEXT = st.one_of(
     st.integers(1, 5_000).map(lambda n: "services = " + "[" * n + "]" * n),
     st.integers(4_000, 6_000).map(lambda n: '{"services": [{"name": "a", "duration": 1' + "0" * n + "}]}"))
 
-#: numbers a float can hold (tests/test_reliability.py checks bigger ones one by one)
+#: numbers a float can hold (tests/test_hostile_input.py checks bigger ones one by one)
 SANE = st.integers(-2**63, 2**63) | st.floats()
 CONFIG_VALUES = st.recursive(st.none() | st.booleans() | SANE | st.text(max_size=6),
                              lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner,

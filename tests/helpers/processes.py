@@ -61,6 +61,17 @@ def critpath(*args: str, cwd, api_url: str | None = None, timeout: float = 180, 
                           text=True, timeout=timeout, env=cli_env(api_url, **env))
 
 
+def assert_bad_input(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    """``proc`` (a finished ``critpath``) ended as bad input must: exit status 2, no traceback,
+    one ``critpath: error: `` line first on stderr, and every one of ``needles`` in stderr."""
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert lines and lines[0].startswith("critpath: error: "), proc.stderr
+    for needle in needles:
+        assert needle in proc.stderr, (needle, proc.stderr)
+
+
 class Cli:
     """``python -m orchestrator ARGS`` started in a new session (its own process group, as a
     terminal's foreground job is), its output collected by two reader threads so that a

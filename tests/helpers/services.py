@@ -37,18 +37,29 @@ def flaky(counter: str, failures: int) -> int:
     return calls
 
 
-def hang(seconds: float, release: str, ended: str) -> None:
-    """Blocks up to ``seconds``, or until the file ``release`` exists.
+def hang(seconds: float, ended: str, release: str | None = None, pidfile: str | None = None) -> None:
+    """Blocks up to ``seconds``, or until the file ``release`` exists (if one is named).
 
     Writes its own end time to ``ended`` when it returns, so a test can tell whether
     a timed-out body was still holding its worker when later services started (a
     body that was killed never writes it). The short poll is what lets a test end a
     straggler it no longer needs, without which a thread could not be stopped.
+    ``pidfile``, if named, gets the pid of the process running the body as it starts,
+    so a test can tell whether that process was stopped.
     """
+    if pidfile is not None:
+        _write_atomically(pidfile, str(os.getpid()))
     stop = time.time() + seconds
-    while time.time() < stop and not os.path.exists(release):
+    while time.time() < stop and not (release is not None and os.path.exists(release)):
         time.sleep(0.05)
-    Path(ended).write_text(repr(time.time()))
+    _write_atomically(ended, repr(time.time()))
+
+
+def _write_atomically(path: str, text: str) -> None:
+    """``path`` appears with its whole content or not at all: a reader never sees half a number."""
+    tmp = f"{path}.{os.getpid()}.{time.monotonic_ns()}.tmp"
+    Path(tmp).write_text(text)
+    os.replace(tmp, path)
 
 
 def pid() -> int:

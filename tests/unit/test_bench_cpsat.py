@@ -12,13 +12,9 @@ import pytest
 from benchmarks.cpsat import best_schedule, durations_ms, list_schedule, verify
 from benchmarks.graphs import chain_and_shorts, random_layered
 from orchestrator.planning.graph import Graph
-from orchestrator.planning.model import Service
+from tests.helpers.graphs import synth
 
 pytest.importorskip("ortools", reason="benchmark-only dependency: pip install -e '.[bench]'")
-
-
-def synth(name, seconds, after=(), **kw):
-    return Service(name, after=tuple(after), duration=seconds, **kw)
 
 
 def solve(graph, conc):

@@ -7,8 +7,7 @@ from orchestrator.planning.errors import GraphError
 from orchestrator.planning.graph import Graph
 from orchestrator.planning.model import Service
 from orchestrator.planning.validate import validate
-
-from .conftest import TOPOLOGIES, synth
+from tests.helpers.graphs import TOPOLOGIES, synth
 
 
 def problems(graph: Graph, check_imports: bool = True) -> list[str]:

@@ -27,7 +27,7 @@ import pytest
 
 from orchestrator.ui import timeline
 from orchestrator.ui.timeline import lane_labels, render_html, write_timeline
-from tests.conftest import DATA
+from tests.helpers.graphs import DATA
 
 SVG = "{http://www.w3.org/2000/svg}"
 HOSTILE = "<script>alert(1)</script>"

@@ -14,8 +14,7 @@ from orchestrator.inputs.loaders import load_graph_file, load_module
 from orchestrator.planning.errors import CritpathError, GraphError
 from orchestrator.planning.planner import make_plan
 from orchestrator.planning.validate import validate
-
-from .conftest import DATA
+from tests.helpers.graphs import DATA
 
 GRAPH = {
     "services": [
