@@ -119,3 +119,35 @@ def test_cpu_demand_from_history_and_without_it():
     assert estimate(Service("a", call="m:f"), hist, "processes").demand.cpu == pytest.approx(0.6)
     assert estimate(Service("s", duration=1.0), []).demand.cpu == 0.0
     assert estimate(Service("c", duration=1.0, kind="cpu"), []).demand.cpu == 1.0
+
+
+# -- tuning ----------------------------------------------------------------------------------------
+def test_recommends_the_smallest_limit_within_tolerance_of_the_best():
+    """Six 2 s CPU services on 2 cores. Limit 1: 12 s. Limits 2, 3, 4 and 6: 6 s, the cores are the
+    bottleneck. Limit 5 is worse: five share the 2 cores (0.4 each) and end at 5 s, then the sixth
+    runs alone for 2 s: 7 s. The recommendation is 2, the smallest of the best."""
+    from orchestrator.planning.tuning import recommend, sweep
+
+    g = _graph(*(Service(f"c{i}", duration=2, kind="cpu") for i in range(6)))
+    cands = sweep(g, estimates(g), Machine(cores=2), 6, (False,))
+    by_limit = {c.max_concurrency: c.predicted_makespan_s for c in cands}
+    assert by_limit[1] == pytest.approx(12.0)
+    assert [by_limit[k] for k in (2, 3, 4, 6)] == pytest.approx([6.0] * 4)
+    assert by_limit[5] == pytest.approx(7.0)
+    assert recommend(cands).max_concurrency == 2
+
+
+def test_sleeping_services_want_as_many_slots_as_they_can_get():
+    from orchestrator.planning.tuning import default_concurrency
+
+    g = _graph(*(Service(f"s{i}", duration=1) for i in range(6)))
+    assert default_concurrency(g, estimates(g), Machine(cores=2), 8) == 6
+
+
+def test_a_pool_is_tuned_around_its_current_limit():
+    from orchestrator.planning.tuning import pool_choices, recommend, sweep
+
+    assert pool_choices(4, 16) == [2, 3, 4, 5, 8]
+    g = Graph([Service(f"w{i}", duration=1, pool="wh") for i in range(4)], pools={"wh": 1})
+    best = recommend(sweep(g, estimates(g), Machine(cores=8), 4, (False,)))
+    assert best.pools == {"wh": 2} and best.predicted_makespan_s == pytest.approx(2.0)
