@@ -138,11 +138,13 @@ def plan(graph_file, modules, config_path, select, pools, max_concurrency, time_
 @click.option("--progress/--no-progress", default=None, help="Live progress (default: on a terminal).")
 @click.option("--resume", is_flag=False, flag_value="last", default=None, metavar="[RUN_ID]",
               help="Run only what had not completed in RUN_ID (default: the last run).")
+@click.option("--no-wait", is_flag=True,
+              help="If another refresh holds the state folder, refuse (exit 2) instead of waiting for it.")
 def run(graph_file, modules, config_path, select, pools, max_concurrency, time_scale, default_retries,
-        default_timeout, runner, workers, address, json_report, progress, resume):
+        default_timeout, runner, workers, address, json_report, progress, resume, no_wait):
     """Run the refresh as one Prefect flow run."""
     from ..execution.control import RunControl, cancel_on_signals
-    from ..execution.ledger import Ledger, completed_in, make_folder
+    from ..execution.ledger import Ledger, make_folder, read_run
     from ..execution.report import write_report
     from ..flows.flow import run as run_graph
     from ..planning.planner import make_plan
@@ -158,28 +160,40 @@ def run(graph_file, modules, config_path, select, pools, max_concurrency, time_s
     validate(graph)  # before any engine starts: bad input costs nothing
     check_runner(runner)
     selected = select_services(graph, select, cfg)
-    resumed_from, done = completed_in(cfg.state_dir, None if resume == "last" else resume) if resume else (None, set())
-    done &= set(selected.names)
-    rough = make_plan(selected, max_concurrency or cfg.max_concurrency or DEFAULT_CONCURRENCY,
-                      simulate_schedule=False)
     if json_report or cfg.json_report:  # else it is in state_dir, which the ledger checks
         what = "--json-report" if json_report else "json_report"
         make_folder(Path(report_path).parent, f"the folder of {what}", f"give {what} a path in a folder you can write")
-    # the handlers first: once the ledger has named the run (.critpath/last-run-id), a
-    # Ctrl-C cancels it and prints the resume command, never a KeyboardInterrupt traceback
-    with cancel_on_signals(RunControl()) as control, Ledger(cfg.state_dir) as ledger:
-        ledger.record_resumed(sorted(done))
-        if resume:
-            click.echo(f"critpath: resuming run {resumed_from}: {len(done)} of {len(selected)} services "
-                       "already completed", err=True)
-        with Progress(len(selected) - len(done), rough.critical_path_s, live=progress) as prog:
-            report = run_graph(graph, runner, max_concurrency=max_concurrency or cfg.max_concurrency,
-                               workers=workers or cfg.workers, address=address or cfg.address,
-                               select=select or cfg.select, observers=[prog, ledger], json_report=None,
-                               control=control, skip=done)
-    report.update(run_id=ledger.run_id, resumed=sorted(done), resumed_from=resumed_from)
-    write_report(report, report_path)
-    page = write_timeline(report, Path(report_path).with_suffix(".html"))
+    # the state folder is this refresh's until it exits (the kernel releases the lock however
+    # it ends): taken before the run to resume is read, so that is the last one finished
+    with _state_lock(cfg.state_dir, wait=not no_wait):
+        record = read_run(cfg.state_dir, None if resume == "last" else resume) if resume else None
+        # every completion of the resumed run is carried over, whatever this run selects, so
+        # resuming this run later never repeats any of them; only the selected ones are skipped
+        carried = sorted(record.done) if record else []
+        done = set(carried) & set(selected.names)
+        rough = make_plan(selected, max_concurrency or cfg.max_concurrency or DEFAULT_CONCURRENCY,
+                          simulate_schedule=False)
+        if record:
+            _say_how_it_ended(record, resume == "last")
+        # the handlers first: once the ledger has named the run (.critpath/last-run-id), a
+        # Ctrl-C cancels it and prints the resume command, never a KeyboardInterrupt traceback
+        with cancel_on_signals(RunControl()) as control, Ledger(cfg.state_dir, resumed=carried) as ledger:
+            if record:
+                click.echo(f"critpath: resuming run {record.run_id}: {len(done)} of {len(selected)} services "
+                           "already completed", err=True)
+            with Progress(len(selected) - len(done), rough.critical_path_s, live=progress) as prog:
+                report = run_graph(graph, runner, max_concurrency=max_concurrency or cfg.max_concurrency,
+                                   workers=workers or cfg.workers, address=address or cfg.address,
+                                   select=select or cfg.select, observers=[prog, ledger], json_report=None,
+                                   control=control, skip=done)
+            # the end marker: without it, a resume says what was in flight when this run ended
+            ledger.finish("cancelled" if report.get("cancel_reason") else "failed" if report["failed"]
+                          else "completed")
+        report.update(run_id=ledger.run_id, resumed=sorted(done), resumed_from=record and record.run_id)
+        if record and record.in_flight is not None:
+            report["resumed_in_flight"] = list(record.in_flight)
+        write_report(report, report_path)
+        page = write_timeline(report, Path(report_path).with_suffix(".html"))
     click.echo(summary(report))
     click.echo(f"run: {ledger.run_id}\nreport: {report_path}\ntimeline: {page}")
     if report.get("cancel_reason") or report["failed"]:
@@ -187,6 +201,53 @@ def run(graph_file, modules, config_path, select, pools, max_concurrency, time_s
     if report.get("signal"):
         sys.exit(128 + report["signal"])  # 130 for SIGINT, 143 for SIGTERM
     sys.exit(EXIT_FAILED if report["failed"] or report.get("cancel_reason") else 0)
+
+
+@contextmanager
+def _state_lock(state_dir: str, wait: bool):
+    """The state folder's lock (``execution.ledger.StateLock``) for the block. While another
+    refresh holds it: say so once and wait, or (``wait=False``) refuse as bad input. Ctrl-C or
+    SIGTERM while waiting ends critpath at once (130, 143): nothing has started yet."""
+    import signal
+
+    from ..execution.ledger import StateLock
+
+    class _Stop(BaseException):
+        pass
+
+    def stop(signum, frame):
+        raise _Stop(signum)
+
+    def waiting(path, pid):
+        holder = f" (pid {pid})" if pid is not None else ""
+        click.echo(f"critpath: another refresh holds {path}{holder}; waiting...", err=True)
+
+    lock = StateLock(state_dir)
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        lock.acquire(wait=wait, on_wait=waiting)
+    except (_Stop, KeyboardInterrupt) as exc:
+        signum = exc.args[0] if isinstance(exc, _Stop) else signal.SIGINT
+        click.echo(f"critpath: {signal.Signals(signum).name} received while waiting for {lock.path}; "
+                   "nothing was run", err=True)
+        sys.exit(128 + signum)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    with lock:
+        yield lock
+
+
+def _say_how_it_ended(record, last: bool) -> None:
+    """On stderr, when the run being resumed ended abruptly: what it had in flight then."""
+    if record.in_flight is None:
+        return
+    which = "the last run" if last else f"run {record.run_id}"
+    if record.in_flight:
+        click.echo(f"critpath: {which} ended abruptly while these were in flight: {', '.join(record.in_flight)}",
+                   err=True)
+    else:
+        click.echo(f"critpath: {which} ended abruptly, with nothing in flight", err=True)
 
 
 def resume_command(args: list[str], run_id: str) -> str:

@@ -35,6 +35,11 @@ def summary(report: dict) -> str:
     if report.get("resumed"):
         lines.append(f"resumed: {len(report['resumed'])} services had completed in run {report.get('resumed_from')}"
                      " and were not run again")
+    in_flight = report.get("resumed_in_flight")  # a list when the resumed run had no end marker
+    if isinstance(in_flight, list):
+        names = ", ".join(str(n) for n in in_flight)
+        lines.append(f"run {report.get('resumed_from')} had ended abruptly with {len(in_flight)} in flight"
+                     + (f" (run again here if selected): {names}" if in_flight else ""))
     if report["skipped"]:
         lines.append(f"SKIPPED {len(report['skipped'])} downstream of a failure: {', '.join(report['skipped'])}")
     prefect_errors = report.get("prefect_errors") or []  # absent from reports written before it existed
