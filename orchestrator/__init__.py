@@ -18,25 +18,28 @@ The layers, lowest first (each imports only from those below it; see README, "La
 """
 from __future__ import annotations
 
-from .inputs.loaders import load_graph_file, load_module
-from .planning.errors import CritpathError, GraphError
-from .planning.graph import Graph
-from .planning.model import Service, service
-from .planning.planner import Plan, make_plan
-from .planning.selection import SelectionError, select
-from .planning.validate import validate
-
-__all__ = ["CritpathError", "Graph", "GraphError", "Plan", "SelectionError", "Service", "load_graph_file",
-           "load_module", "make_plan", "run", "secret", "select", "service", "validate"]
+# Every name is loaded on first use (PEP 562), so `import orchestrator` costs nothing and
+# the `critpath` entry point can install its signal handlers before anything heavy loads.
+_PUBLIC = {
+    "CritpathError": ".planning.errors", "GraphError": ".planning.errors", "Graph": ".planning.graph",
+    "Service": ".planning.model", "service": ".planning.model", "Plan": ".planning.planner",
+    "make_plan": ".planning.planner", "SelectionError": ".planning.selection", "select": ".planning.selection",
+    "validate": ".planning.validate", "load_graph_file": ".inputs.loaders", "load_module": ".inputs.loaders",
+    "run": ".flows.flow",  # imports Prefect
+    "secret": ".flows.credentials",
+}
+__all__ = sorted(_PUBLIC)
 
 
 def __getattr__(name: str):
-    if name == "run":  # the flow: imports Prefect
-        from .flows.flow import run
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'orchestrator' has no attribute {name!r}")
+    import importlib
 
-        return run
-    if name == "secret":
-        from .flows.credentials import secret
+    value = getattr(importlib.import_module(_PUBLIC[name], __name__), name)
+    globals()[name] = value  # once
+    return value
 
-        return secret
-    raise AttributeError(f"module 'orchestrator' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_PUBLIC})

@@ -1,5 +1,5 @@
 """``python -m orchestrator`` is ``critpath``."""
-from .ui.cli import main
+from .entry import main
 
 if __name__ == "__main__":
     main()

@@ -100,4 +100,68 @@ def read_report(path: str | os.PathLike) -> dict:
     missing = [k for k in REQUIRED if not isinstance(data, dict) or k not in data]
     if missing:
         raise CritpathError(f"report {str(p)!r} is not a critpath run report (missing {', '.join(missing)})")
+    problems = report_problems(data)
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise CritpathError(f"report {str(p)!r} has been changed into something critpath cannot read: "
+                            f"{'; '.join(problems[:3])}{more}; write it again with 'critpath run', or fix "
+                            "those keys")
     return data
+
+
+_NUMBERS = ("makespan_s", "critical_path_s", "lower_bound_s")
+_OPTIONAL_NUMBERS = ("simulated_makespan_s", "total_work_s", "efficiency", "measured_critical_path_s",
+                     "measured_total_work_s", "measured_lower_bound_s", "started_at", "predicted_makespan_s",
+                     "prediction_error")
+_NAME_LISTS = ("critical_path", "failed", "skipped", "cancelled", "not_run", "measured_critical_path")
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf")
+
+
+def report_problems(data: dict) -> list[str]:
+    """What in a (hand-edited) report the summary and the timeline could not read, each naming the key."""
+    from ..planning.errors import show
+
+    problems = []
+    for key in _NUMBERS:
+        if not _number(data.get(key)):
+            problems.append(f"{key} must be a number of seconds, got {show(data.get(key))}")
+    for key in _OPTIONAL_NUMBERS:
+        if data.get(key) is not None and not _number(data[key]):
+            problems.append(f"{key} must be a number or null, got {show(data[key])}")
+    if not isinstance(data.get("runner"), str):
+        problems.append(f"runner must be a runner name, got {show(data.get('runner'))}")
+    if data.get("max_concurrency") is not None and not (isinstance(data["max_concurrency"], int)
+                                                         and not isinstance(data["max_concurrency"], bool)):
+        problems.append(f"max_concurrency must be a whole number, got {show(data['max_concurrency'])}")
+    services = data.get("services")
+    if not isinstance(services, dict):
+        return problems + [f"services must be an object of service name -> its record, got {show(services)}"]
+    for name, svc in services.items():
+        if not isinstance(svc, dict):
+            problems.append(f"services.{name} must be an object (state, start, end, attempts, ...), got {show(svc)}")
+            continue
+        if not isinstance(svc.get("state"), str):
+            problems.append(f"services.{name}.state must be a state name, got {show(svc.get('state'))}")
+        for key in ("start", "end"):
+            if svc.get(key) is not None and not _number(svc[key]):
+                problems.append(f"services.{name}.{key} must be Unix seconds or null, got {show(svc[key])}")
+        if svc.get("attempts") is not None and not (isinstance(svc["attempts"], int)
+                                                     and not isinstance(svc["attempts"], bool)):
+            problems.append(f"services.{name}.attempts must be a whole number, got {show(svc['attempts'])}")
+        history = svc.get("attempt_history")
+        if history is not None and not (isinstance(history, list) and all(isinstance(h, dict) for h in history)):
+            problems.append(f"services.{name}.attempt_history must be a list of attempts, got {show(history)}")
+    for key in _NAME_LISTS:
+        value = data.get(key)
+        if value is None and key not in ("critical_path",):
+            continue
+        if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
+            problems.append(f"{key} must be a list of service names, got {show(value)}")
+        elif key in ("failed", "skipped", "cancelled", "not_run"):
+            unknown = [n for n in value if n not in services]
+            if unknown:
+                problems.append(f"{key} names {show(unknown)}, not among the report's services")
+    return problems
