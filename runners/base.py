@@ -10,11 +10,21 @@ are the dispatcher's; a runner never queues work on its own initiative.
 Prefect: the worker needs no Prefect API, and Prefect's bookkeeping stays in the
 flow's process (see ``orchestrator/recorder.py``). It times the body on the
 worker, catches its exception as data (so no engine has to transport user
-exceptions), and carries back the log records the body emitted.
+exceptions), and carries back the log records the body emitted. The exception is
+described defensively (``describe_exception``: an exception whose ``__str__`` raises
+still fails its service with its type and traceback), and the outcome holds plain
+strings and numbers only, so it always pickles.
+
+Secrets: every form of a registered value (``secret_forms``) is masked in what leaves
+the worker and in every log record its process creates. A job names the environment
+variables holding the run's secrets (``Job.secrets``), registered before the body runs;
+an outcome names those its worker knows (``Outcome.secret_names``), for the dispatcher
+to pass on to the jobs that follow.
 """
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import os
 import socket
@@ -34,6 +44,9 @@ class Job:
     duration: float | None = None
     kind: str = "sleep"
     package: str | None = None  # top-level package whose INFO logs are carried back
+    #: environment variables holding secrets this run uses (declared in the config, or read
+    #: through ``secret()`` on some worker): ``execute`` masks their values before the body runs
+    secrets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -46,6 +59,9 @@ class Outcome:
     logs: tuple[tuple[float, int, str, str], ...] = ()  # (created, levelno, logger, message)
     error: str | None = None  # "ValueError: bad row"
     traceback: str | None = None
+    #: every environment variable whose value this worker masks (``secret()`` recorded it):
+    #: the dispatcher passes them on to later jobs, so other workers mask them too
+    secret_names: tuple[str, ...] = ()
 
 
 Done = Callable[["Outcome | BaseException"], None]
@@ -96,29 +112,77 @@ class _Capture(logging.Handler):
                 if record.exc_info:
                     msg += "\n" + "".join(traceback.format_exception(*record.exc_info))
             except Exception:  # a bad format string in a service must not fail the service
-                msg = str(record.msg)
+                msg = _text(record.msg, str) or _text(record.msg, repr) or "(a log line that could not be formatted)"
             buf.append((record.created, record.levelno, record.name, msg))
 
 
 _capture = _Capture()
-#: longest first, so that a secret holding another is masked whole; a tuple replaced (never
-#: mutated) under the lock, so ``redact`` reads it from any thread without one
+#: every form of every secret (see ``secret_forms``), longest first, so that a secret holding
+#: another is masked whole; a tuple replaced (never mutated) under the lock, so ``redact``
+#: reads it from any thread without one
 _secrets: tuple[str, ...] = ()
+_secret_values: frozenset[str] = frozenset()  # the raw values registered
+#: the environment variables those values come from, for the dispatcher (``Outcome.secret_names``)
+_secret_names: tuple[str, ...] = ()
 _secrets_lock = threading.Lock()
 
 
-def register_secret(value: str) -> None:
+def secret_forms(value: str) -> set[str]:
+    """The forms in which ``value`` can reach a log line or an error: as it is, as ``repr()``
+    and ``ascii()`` write it inside either kind of quotes (``%r``, ``{s!r}``, ``KeyError(s)``,
+    a dict or list printed), and as JSON writes it inside a string (``json.dumps``), each
+    without the quotes. Forms shorter than 3 characters are left out (see ``register_secret``)."""
+    forms = {value}
+    for quoted in (repr, ascii):
+        single = quoted(value + '"')[1:-2]  # holding both quotes: written in '...', with \' escaped
+        forms.add(single)
+        forms.add(single.replace("\\'", "'").replace('"', '\\"'))  # the same inside "..."
+    forms.add(json.dumps(value)[1:-1])
+    forms.add(json.dumps(value, ensure_ascii=False)[1:-1])
+    return {f for f in forms if len(f) >= 3}
+
+
+def register_secret(value: str, name: str | None = None) -> None:
     """Values to mask in whatever leaves this worker (see ``orchestrator.flows.credentials``) and in
     every log record this process creates from now on, whoever logs it and wherever it is
     printed. On the threads runner the worker is the CLI's own process: its console handler
-    prints another library's WARNING as it happens, before anything else could mask it."""
-    global _secrets
-    if not value or len(value) < 3 or value in _secrets:  # masking 1-2 characters would garble everything
+    prints another library's WARNING as it happens, before anything else could mask it.
+
+    Every form of the value is masked (``secret_forms``). The environment variable it comes
+    from (``name``, and any variable holding this value) is recorded, and each outcome of this
+    worker names them, so that the dispatcher has every other worker mask it from its next job
+    on (``Job.secrets``), even a worker whose services read the variable without ``secret()``."""
+    global _secrets, _secret_values, _secret_names
+    if not value or len(value) < 3:  # masking 1-2 characters would garble everything
         return
+    if value in _secret_values and (name is None or name in _secret_names):
+        return
+    names = {k for k, v in os.environ.items() if v == value}  # where secret() found it, if anywhere
+    if name and os.environ.get(name) == value:
+        names.add(name)
     with _secrets_lock:
         if not _secrets:  # the first secret: until now no record paid for redaction
             logging.setLogRecordFactory(_redacting(logging.getLogRecordFactory()))
-        _secrets = tuple(sorted({*_secrets, value}, key=len, reverse=True))
+        if value not in _secret_values:
+            _secrets = tuple(sorted({*_secrets, *secret_forms(value)}, key=len, reverse=True))
+            _secret_values = _secret_values | {value}
+        _secret_names = tuple(sorted({*_secret_names, *names}))
+
+
+def register_secrets_named(names: tuple[str, ...] | list[str]) -> None:
+    """Mask the values of the environment variables ``names`` (upper-cased first, as
+    ``secret()`` reads them); a name that is not set masks nothing."""
+    for name in names:
+        for var in dict.fromkeys((name.upper(), name)):
+            value = os.environ.get(var)
+            if value:
+                register_secret(value, var)
+                break
+
+
+def secret_names() -> tuple[str, ...]:
+    """The environment variables whose values this process masks."""
+    return _secret_names
 
 
 def redact(text: str | None) -> str | None:
@@ -211,7 +275,57 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}" + ("" if t == "MainThread" else f"/{t}")
 
 
+def _text(obj: Any, how: Callable[[Any], Any]) -> str | None:
+    """``how(obj)`` as a plain ``str``, or None if it raises or gives no string."""
+    try:
+        text = how(obj)
+        return str.__str__(text) if isinstance(text, str) else None  # a plain str, even from a subclass
+    except BaseException:  # whatever a user's __str__ or __repr__ raises
+        return None
+
+
+def describe_exception(exc: BaseException) -> tuple[str, str]:
+    """``("ValueError: bad row", traceback text)`` for any exception, however broken its
+    ``__str__``, ``__repr__`` or ``args``: its type name, whatever of its message can be had
+    (``str()``, else ``repr()``, else its ``args``, else ``<unprintable ...>``), and its
+    traceback (``traceback.format_exception`` calls ``str()`` too; failing that, the frames
+    alone). Never raises."""
+    kind = _text(type(exc), lambda t: t.__name__) or "<an exception of unknown type>"
+    try:
+        message = str.__str__(str(exc))
+    except BaseException as broke:  # its __str__ raised: say so, and what else can be had
+        why = _text(type(broke), lambda t: t.__name__) or "an exception"
+        message = (_text(exc, repr)
+                   or _text(exc, lambda e: ", ".join(_text(a, repr) or f"<unprintable {type(a).__name__}>"
+                                                     for a in tuple(e.args)))
+                   or f"<unprintable {kind} object>") + f" (its str() raised {why})"
+    error = f"{kind}: {message}"
+    try:
+        tb = "".join(traceback.format_exception(exc))
+    except BaseException:
+        try:
+            tb = "Traceback (most recent call last):\n" + "".join(traceback.format_tb(exc.__traceback__)) \
+                 + error + "\n"
+        except BaseException:
+            tb = error + "\n"
+    return error, str.__str__(tb)
+
+
+def _plain_logs(logs: list) -> tuple[tuple[float, int, str, str], ...]:
+    """The captured records as plain floats, ints and strs: an outcome always pickles."""
+    plain = []
+    for created, level, name, msg in logs:
+        try:
+            plain.append((float(created), int(level), _text(name, str) or "?",
+                          _text(msg, str) or "(a log line that could not be formatted)"))
+        except BaseException:  # a record that a custom record factory made odd
+            plain.append((time.time(), logging.WARNING, "critpath", "(a log line that could not be formatted)"))
+    return tuple(plain)
+
+
 def execute(job: Job) -> Outcome:
+    if job.secrets:  # before the body: its first log line may hold one
+        register_secrets_named(job.secrets)
     _capture_package(job.package)
     me = threading.get_ident()
     logs: list = []
@@ -225,15 +339,15 @@ def execute(job: Job) -> Outcome:
         ok, err, tb = True, None, None
     except BaseException as exc:  # a service's failure is data, not a crash
         ok = False
-        err = f"{type(exc).__name__}: {exc}"
-        tb = "".join(traceback.format_exception(exc))
+        err, tb = describe_exception(exc)
     finally:
         end = time.time()
         _capture.buffers.pop(me, None)
+    captured = _plain_logs(logs)
     if _secrets:
-        logs = [(c, lv, name, redact(msg)) for c, lv, name, msg in logs]
+        captured = tuple((c, lv, name, redact(msg)) for c, lv, name, msg in captured)
         err, tb = redact(err), redact(tb)
-    return Outcome(job.key, ok, start, end, worker_name(), tuple(logs), err, tb)
+    return Outcome(job.key, ok, start, end, worker_name(), captured, err, tb, _secret_names)
 
 
 def warm(_: int = 0) -> int:

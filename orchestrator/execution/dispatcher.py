@@ -39,9 +39,9 @@ import itertools
 import queue
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
-from runners.base import Job, Outcome, RestartedWorkerLost, WorkerLost
+from runners.base import Job, Outcome, RestartedWorkerLost, WorkerLost, describe_exception
 
 from ..planning.planner import Plan
 from ..planning.policy import ReadyQueue
@@ -70,7 +70,11 @@ class InFlight:
 
 class Dispatcher:
     def __init__(self, plan: Plan, runner, observers: list[Observer] | None = None,
-                 max_concurrency: int | None = None, clock: Callable[[], float] = time.time):
+                 max_concurrency: int | None = None, clock: Callable[[], float] = time.time,
+                 secrets: Iterable[str] = ()):
+        """``secrets``: names of environment variables holding credentials (the config's
+        ``secrets``); every job carries them, and every name a worker reports having masked
+        (``Outcome.secret_names``), so that each worker masks their values from its first service."""
         self.plan = plan
         self.graph = plan.graph
         self.runner = runner
@@ -89,6 +93,7 @@ class Dispatcher:
         self.cancelled: str | None = None
         self._cancel_requested: str | None = None
         self._retries_pending = 0
+        self._secret_names: set[str] = set(secrets)
 
     def cancel(self, reason: str = "cancelled") -> None:
         """Stop the run: nothing more starts, in-flight work is cancelled on the engine.
@@ -151,7 +156,8 @@ class Dispatcher:
     def _job(self, i: int, attempt: int) -> Job:
         svc = self.graph.services[self.graph.names[i]]
         package = svc.call.split(".", 1)[0].split(":", 1)[0] if svc.call else None
-        return Job(f"{svc.name}#{attempt}", svc.name, svc.call, dict(svc.params), svc.duration, svc.kind, package)
+        return Job(f"{svc.name}#{attempt}", svc.name, svc.call, dict(svc.params), svc.duration, svc.kind, package,
+                   tuple(sorted(self._secret_names)))
 
     def _start(self, i: int) -> None:
         run = self._runs[i]
@@ -184,6 +190,8 @@ class Dispatcher:
         if i < 0:
             self._cancel_all(out)
             return
+        if isinstance(out, Outcome) and out.secret_names:  # even a late one: later jobs mask them too
+            self._secret_names.update(out.secret_names)
         if self.cancelled is not None:
             return  # reports after a cancel change nothing
         current = self._inflight.get(i)
@@ -202,7 +210,7 @@ class Dispatcher:
             run.start, run.end, run.worker = out.start, out.end, out.worker
             lost = False
         else:  # the engine, not the service, failed
-            ok, error, tb = False, f"{type(out).__name__}: {out}", None
+            ok, error, tb = False, describe_exception(out)[0], None
             run.start, run.end, run.worker = run.dispatched, run.finished, None
             lost = isinstance(out, WorkerLost)
         run.history.append(Attempt(attempt, run.start, run.end, run.worker, ok, error, lost))

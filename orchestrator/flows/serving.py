@@ -64,7 +64,8 @@ def refresh(folder: str = ".", config: str | None = None, graph: str | None = No
     return outcome
 
 
-def serve_forever(name: str, cron: str | None, interval: float | None, parameters: dict) -> int:
+def serve_forever(name: str, cron: str | None, interval: float | None, parameters: dict,
+                  timezone: str | None = None) -> int:
     """Serve until Ctrl-C; returns the exit status.
 
     Prefect's serve loop runs in a child process in a session of its own, and so
@@ -78,7 +79,8 @@ def serve_forever(name: str, cron: str | None, interval: float | None, parameter
     import signal
     import subprocess
 
-    spec = json.dumps({"name": name, "cron": cron, "interval": interval, "parameters": parameters})
+    spec = json.dumps({"name": name, "cron": cron, "interval": interval, "parameters": parameters,
+                       "timezone": timezone})
     child = subprocess.Popen([sys.executable, "-m", "orchestrator.flows.serving", spec], start_new_session=True)
     try:
         return child.wait()
@@ -93,7 +95,19 @@ def serve_forever(name: str, cron: str | None, interval: float | None, parameter
         return 0
 
 
-def _serve_in_this_process(name: str, cron: str | None, interval: float | None, parameters: dict) -> None:
+def schedule_of(cron: str | None, interval: float | None, timezone: str | None):
+    """The deployment's schedule, in ``timezone`` (an IANA name; None: UTC)."""
+    import datetime
+
+    from prefect.schedules import Cron, Interval
+
+    if cron is not None:
+        return Cron(cron, timezone=timezone)
+    return Interval(datetime.timedelta(seconds=interval), timezone=timezone)
+
+
+def _serve_in_this_process(name: str, cron: str | None, interval: float | None, parameters: dict,
+                           timezone: str | None = None) -> None:
     """``Flow.serve``, with a SIGTERM that stops the runner from inside its event loop.
 
     Prefect's runner handles SIGTERM by calling ``sys.exit`` from the signal handler,
@@ -109,7 +123,7 @@ def _serve_in_this_process(name: str, cron: str | None, interval: float | None, 
     from prefect.runner import Runner
 
     runner = Runner(name=name, pause_on_shutdown=False)
-    runner.add_flow(refresh, name=name, cron=cron, interval=interval, parameters=parameters,
+    runner.add_flow(refresh, name=name, schedule=schedule_of(cron, interval, timezone), parameters=parameters,
                     entrypoint_type=EntrypointType.MODULE_PATH)
     print(f"critpath: serving deployment 'critpath-refresh/{name}'; Ctrl-C stops. Start a run now with:\n"
           f"  prefect deployment run 'critpath-refresh/{name}'", flush=True)

@@ -10,6 +10,7 @@
     timeout = 600
     state_dir = ".critpath"              # reports, timelines, local Prefect server data
     json_report = ".critpath/last-run.json"
+    secrets = ["db_password"]            # environment variables whose values are masked everywhere
     [pools]
     warehouse = 4
     [schedule]
@@ -41,7 +42,7 @@ from ..planning.ranges import (
 
 DEFAULT_MODULE = "services.refinery"
 KEYS = {"modules", "graph", "runner", "workers", "max_concurrency", "address", "retries", "retry_delay",
-        "timeout", "state_dir", "json_report", "pools", "schedule", "time_scale", "select"}
+        "timeout", "state_dir", "json_report", "pools", "schedule", "time_scale", "select", "secrets"}
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,9 @@ class Config:
     json_report: str | None = None
     time_scale: float = 1.0
     select: str | None = None
+    #: names of environment variables holding credentials (upper-cased when read, as ``secret()``
+    #: does): every worker masks their values from its first service
+    secrets: tuple[str, ...] = ()
     pools: dict[str, int] = field(default_factory=dict)
     schedule: dict[str, Any] = field(default_factory=dict)
 
@@ -123,6 +127,19 @@ def _parse(path: Path) -> dict:
                             f"{MAX_SECONDS:g})") from None
 
 
+def is_time_zone(name) -> bool:
+    """An IANA time zone this machine knows (``zoneinfo``): "Europe/Paris" yes, "Mars/Olympus" no."""
+    import zoneinfo
+
+    if not isinstance(name, str) or not name.strip():
+        return False
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
 def _build(path: str, data: dict) -> Config:
     problems = []
     for key in sorted(set(data) - KEYS):
@@ -149,6 +166,12 @@ def _build(path: str, data: dict) -> Config:
     if not isinstance(modules, (list, tuple)) or not all(isinstance(m, str) for m in modules):
         problems.append(f"modules = {show(modules)}: must be a list of import paths")
         modules = ()
+    secrets = data.get("secrets", [])
+    if (not isinstance(secrets, list)
+            or not all(isinstance(n, str) and n.strip() and not set(n) & {"=", "\0"} for n in secrets)):
+        problems.append(f"secrets = {show(secrets)}: must be a list of environment variable names, "
+                        'such as ["db_password"]')
+        secrets = []
     slots = f"must be a whole number from 1 to {MAX_SLOTS}"
     pools = data.get("pools", {})
     if not isinstance(pools, dict):
@@ -164,7 +187,7 @@ def _build(path: str, data: dict) -> Config:
         problems.append("schedule: must be a table with 'cron' (a cron string) or 'interval' (seconds)")
         schedule = {}
     for key, ok, rule in (("cron", lambda v: isinstance(v, str), 'a cron string such as "0 2 * * *"'),
-                          ("timezone", lambda v: isinstance(v, str), 'a time zone name such as "Europe/Paris"'),
+                          ("timezone", is_time_zone, 'a time zone name such as "Europe/Paris" (IANA)'),
                           ("interval", lambda v: check_number(v, 1, MAX_SECONDS),
                            f"a number of seconds from 1 to {MAX_SECONDS:g}")):
         if key in schedule and not ok(schedule[key]):
@@ -185,6 +208,7 @@ def _build(path: str, data: dict) -> Config:
         time_scale=float(number("time_scale", 0, MAX_TIME_SCALE, "must be a finite number > 0, e.g. 0.1 to run "
                                 "ten times faster", low_open=True) or 1.0),
         select=want("select", str, rule="must be a selection string"),
+        secrets=tuple(dict.fromkeys(secrets)),
         pools={k: v for k, v in pools.items() if is_pool_limit(v)},
         schedule=dict(schedule),
     )

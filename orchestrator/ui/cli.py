@@ -299,9 +299,11 @@ def report(path, html_path):
 @click.option("--address")
 @click.option("--cron", help='Cron schedule, e.g. "0 2 * * *" (default: [schedule] in the config).')
 @click.option("--interval", type=_FiniteRange(1, MAX_SECONDS), help="Run every N seconds instead of a cron.")
+@click.option("--timezone", metavar="ZONE", help='Time zone of the cron schedule, e.g. "Europe/Paris" '
+              "(default: [schedule] timezone in the config, else UTC).")
 @click.option("--name", default="scheduled", show_default=True, help="Deployment name.")
 def serve(graph_file, modules, config_path, select, runner, workers, max_concurrency, address, cron, interval,
-          name):
+          timezone, name):
     """Serve the refresh as a Prefect deployment on a schedule (Ctrl-C stops it)."""
     from ..planning.validate import validate
 
@@ -317,6 +319,12 @@ def serve(graph_file, modules, config_path, select, runner, workers, max_concurr
                             "in critpath.toml")
     if cron is not None and interval is not None:
         raise CritpathError("give either a cron or an interval schedule, not both")
+    from ..inputs.config import is_time_zone
+
+    timezone = timezone or cfg.schedule.get("timezone")
+    if timezone is not None and not is_time_zone(timezone):
+        raise CritpathError(f"--timezone {timezone!r}: not a time zone this machine knows; give an IANA name "
+                            'such as "Europe/Paris" or "America/New_York"')
     if cron is not None:
         from prefect.client.schemas.schedules import CronSchedule
 
@@ -331,7 +339,7 @@ def serve(graph_file, modules, config_path, select, runner, workers, max_concurr
     from ..flows.settings import prefect_env_defaults
 
     prefect_env_defaults()
-    status = serve_forever(name, cron, interval, params)
+    status = serve_forever(name, cron, interval, params, timezone)
     click.echo("critpath: stopped serving", err=True)
     sys.exit(status)
 
