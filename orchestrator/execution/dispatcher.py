@@ -209,6 +209,14 @@ class Dispatcher:
             ok, error, tb = out.ok, out.error, out.traceback
             run.start, run.end, run.worker = out.start, out.end, out.worker
             lost = False
+            limit = self.graph.services[run.name].timeout
+            if ok and limit and out.end - out.start > limit:
+                # it ran past its timeout, yet the timer never fired: a body that held the GIL on
+                # threads kept this loop from running. Past its timeout is never completed
+                ok, tb = False, None
+                error = (f"TimeoutError: attempt {attempt} of {run.name!r} exceeded its timeout of {limit:g} s "
+                         f"(it ran {out.end - out.start:.2f} s and held the interpreter meanwhile; on the threads "
+                         "runner a timeout cannot interrupt such code: run it with --runner processes)")
         else:  # the engine, not the service, failed
             ok, error, tb = False, describe_exception(out)[0], None
             run.start, run.end, run.worker = run.dispatched, run.finished, None

@@ -91,7 +91,7 @@ class History:
     """The history store of one state folder. A context manager; also usable without one."""
 
     def __init__(self, state_dir: str | os.PathLike, keep_runs: int = DEFAULT_KEEP_RUNS):
-        self.path = Path(state_dir) / FILENAME
+        self.path = (Path(state_dir) / FILENAME).absolute()  # a service's os.chdir must not move it
         self.keep_runs = keep_runs
         self._db: sqlite3.Connection | None = None
 

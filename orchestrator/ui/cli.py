@@ -156,7 +156,8 @@ def run(graph_file, modules, config_path, select, pools, max_concurrency, time_s
     graph, cfg = load_inputs(graph_file, modules, config_path, pools, time_scale, default_retries,
                              default_timeout)
     runner = runner or cfg.runner
-    report_path = json_report or cfg.json_report or str(Path(cfg.state_dir) / "last-run.json")
+    # absolute now: a service on threads may os.chdir, and the report must land where this says
+    report_path = str(Path(json_report or cfg.json_report or Path(cfg.state_dir) / "last-run.json").absolute())
     validate(graph)  # before any engine starts: bad input costs nothing
     check_runner(runner)
     selected = select_services(graph, select, cfg)
@@ -199,8 +200,25 @@ def run(graph_file, modules, config_path, select, pools, max_concurrency, time_s
     if report.get("cancel_reason") or report["failed"]:
         click.echo(f"resume with: {resume_command(sys.argv[1:], ledger.run_id)}")
     if report.get("signal"):
-        sys.exit(128 + report["signal"])  # 130 for SIGINT, 143 for SIGTERM
-    sys.exit(EXIT_FAILED if report["failed"] or report.get("cancel_reason") else 0)
+        _exit(128 + report["signal"])  # 130 for SIGINT, 143 for SIGTERM
+    _exit(EXIT_FAILED if report["failed"] or report.get("cancel_reason") else 0)
+
+
+def _exit(status: int) -> None:
+    """Exit with ``status`` now that everything is written, even if a service (on threads, in
+    this process) left a non-daemon thread running, which would otherwise keep the interpreter
+    waiting for it forever after the summary."""
+    import threading
+
+    left = [t.name for t in threading.enumerate()
+            if t is not threading.main_thread() and t.is_alive() and not t.daemon]
+    if not left:
+        sys.exit(status)
+    click.echo(f"critpath: a service left {len(left)} thread(s) running ({', '.join(sorted(left)[:5])}); "
+               "exiting without waiting for them", err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 @contextmanager

@@ -110,3 +110,23 @@ def leak_forms(name: str, env: bool = False, fail: bool = True) -> None:
         log.exception("lookup failed")
     if fail:
         raise KeyError(value)
+
+
+def hold_the_gil(letters: int = 27) -> None:
+    """A catastrophic regex: C code that holds the interpreter lock for seconds (~2.5 s at 26 here,
+    doubling with each letter), so no other thread of the process runs meanwhile."""
+    import re
+
+    re.match(r"(a+)+$", "a" * letters + "b")
+
+
+def leave_a_thread() -> None:
+    """Start a non-daemon thread that never ends, and return."""
+    import threading
+
+    threading.Thread(target=time.sleep, args=(3600,), name="left-behind", daemon=False).start()
+
+
+def wander_off(where: str) -> None:
+    """Change the process's working folder, as a careless service might."""
+    os.chdir(where)
