@@ -62,6 +62,11 @@ class Outcome:
     #: every environment variable whose value this worker masks (``secret()`` recorded it):
     #: the dispatcher passes them on to later jobs, so other workers mask them too
     secret_names: tuple[str, ...] = ()
+    #: CPU seconds while the body ran: this worker process's (exact where the service had the
+    #: process to itself: processes, Ray), and the body's own thread's (on threads and Dask,
+    #: where services share a process; it misses threads the service's libraries start)
+    process_cpu_s: float | None = None
+    thread_cpu_s: float | None = None
 
 
 Done = Callable[["Outcome | BaseException"], None]
@@ -88,6 +93,9 @@ class RunnerSetupError(ValueError):
 class Runner(Protocol):
     name: str
     capacity: int  # how many jobs the engine runs at once
+    #: the CPUs of a cluster this runner did not start (an ``--address``), as the cluster reports
+    #: them; None: the services run on this machine, whose CPUs the planner reads itself
+    cores: float | None
 
     def __enter__(self) -> "Runner": ...
     def __exit__(self, *exc) -> None: ...
@@ -266,6 +274,13 @@ def _synthetic(duration: float, kind: str) -> None:
         while time.perf_counter() < stop:
             for _ in range(1000):
                 x += 1
+    elif kind == "work":  # a fixed amount of work: `duration` seconds of this thread's CPU time,
+        # so that sharing a core (or the GIL) with others stretches its wall time, as real work does
+        stop = time.thread_time() + duration
+        x = 0
+        while time.thread_time() < stop:
+            for _ in range(1000):
+                x += 1
     elif duration > 0:
         time.sleep(duration)
 
@@ -330,7 +345,7 @@ def execute(job: Job) -> Outcome:
     me = threading.get_ident()
     logs: list = []
     _capture.buffers[me] = logs
-    start = time.time()
+    start, cpu0, thread0 = time.time(), time.process_time(), time.thread_time()
     try:
         if job.call is not None:
             resolve(job.call)(**dict(job.params))
@@ -341,13 +356,14 @@ def execute(job: Job) -> Outcome:
         ok = False
         err, tb = describe_exception(exc)
     finally:
-        end = time.time()
+        end, cpu1, thread1 = time.time(), time.process_time(), time.thread_time()
         _capture.buffers.pop(me, None)
     captured = _plain_logs(logs)
     if _secrets:
         captured = tuple((c, lv, name, redact(msg)) for c, lv, name, msg in captured)
         err, tb = redact(err), redact(tb)
-    return Outcome(job.key, ok, start, end, worker_name(), captured, err, tb, _secret_names)
+    return Outcome(job.key, ok, start, end, worker_name(), captured, err, tb, _secret_names,
+                   cpu1 - cpu0, thread1 - thread0)
 
 
 def warm(_: int = 0) -> int:

@@ -52,6 +52,7 @@ class DaskRunner:
         self.workers = workers
         self.address = address
         self.capacity = workers
+        self.cores: float | None = None
         self._stack = ExitStack()
         self.client = None
         self._finished: queue.SimpleQueue = queue.SimpleQueue()
@@ -70,6 +71,8 @@ class DaskRunner:
                 self.client = self._stack.enter_context(Client(self.address, timeout="30s"))
                 info = self.client.scheduler_info(n_workers=-1)
                 self.capacity = sum(w["nthreads"] for w in info["workers"].values()) or self.workers
+                # Dask reports threads, not cores: a worker usually runs one thread per core it has
+                self.cores = float(self.capacity)
             else:
                 # Prefect's logging config lets distributed's INFO chatter reach the console
                 lg = logging.getLogger("distributed")

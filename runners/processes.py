@@ -83,6 +83,7 @@ class ProcessRunner:
         if address:
             raise ValueError("--address does not apply to --runner processes; use --runner dask or ray")
         self.capacity = workers
+        self.cores = None  # this machine's
         self._lock = threading.Lock()
         self._idle: deque[_Worker] = deque()
         self._queue: deque[tuple[Job, Done, bytes]] = deque()  # only while a replacement starts

@@ -34,6 +34,7 @@ class RayRunner:
         self.workers = workers
         self.address = address
         self.capacity = workers
+        self.cores: float | None = None
         self._started = False
 
     def __enter__(self):
@@ -61,7 +62,8 @@ class RayRunner:
             ray.init(num_cpus=self.workers, _node_ip_address="127.0.0.1", **kwargs)
             self._started = True
         if self.address:
-            self.capacity = int(ray.cluster_resources().get("CPU", self.workers))
+            self.cores = float(ray.cluster_resources().get("CPU", self.workers))
+            self.capacity = int(self.cores)
         self._execute = ray.remote(num_cpus=1, max_retries=0)(execute)
         self.warm()
         return self

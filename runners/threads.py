@@ -21,6 +21,7 @@ class ThreadRunner:
         if address:
             raise ValueError("--address does not apply to --runner threads; use --runner dask or ray")
         self.capacity = workers
+        self.cores = None  # this machine's
         self._count = 0
 
     def __enter__(self):

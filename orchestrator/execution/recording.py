@@ -15,6 +15,17 @@ from .events import Event, ServiceRun
 _ENDS = {Event.COMPLETE, Event.RETRY, Event.FAIL, Event.CANCEL}
 
 
+#: where a service has a worker process to itself, that process's CPU time is the service's, threads
+#: its libraries start included; where services share a process, only its own thread's is known
+OWN_PROCESS = ("processes", "ray")
+
+
+def cpu_seconds(runner: str, outcome) -> float | None:
+    if runner in OWN_PROCESS:
+        return getattr(outcome, "process_cpu_s", None)
+    return getattr(outcome, "thread_cpu_s", None)
+
+
 def outcome_of(kind: Event, run: ServiceRun) -> str:
     if kind == Event.COMPLETE:
         return "completed"
@@ -47,7 +58,8 @@ class HistoryObserver:
             outcome=outcome_of(kind, run),
             start=last.start if last else run.dispatched, end=last.end if last else run.finished,
             dispatched=run.dispatched, finished=run.finished if kind != Event.CANCEL else t,
-            cpu_s=getattr(outcome, "cpu_s", None), gil_s=getattr(outcome, "gil_s", None),
+            cpu_s=cpu_seconds(self.runner, outcome),
+            gil_s=getattr(outcome, "thread_cpu_s", None) if self.runner == "threads" else None,
             flow_run_id=self.flow_run_id, cores=self.cores, max_concurrency=self.max_concurrency,
             pools=self.pools))
         self.services.add(run.name)

@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import os
 import queue
 import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 from prefect import states
@@ -52,6 +54,10 @@ CONFIRM_TIMEOUT_S = 20.0
 MAX_ERROR_CHARS = 500
 
 
+#: log lines of one attempt sent to Prefect; the rest go to a file (see ``_send_logs``)
+MAX_LOG_LINES = 1000
+
+
 def _ts(t: float) -> datetime:
     return datetime.fromtimestamp(t, timezone.utc)
 
@@ -59,10 +65,14 @@ def _ts(t: float) -> datetime:
 class PrefectRecorder:
     """A dispatcher observer that mirrors its events as Prefect task runs."""
 
-    def __init__(self, graph: Graph, flow_run_id: uuid.UUID, confirm_timeout: float = CONFIRM_TIMEOUT_S):
+    def __init__(self, graph: Graph, flow_run_id: uuid.UUID, confirm_timeout: float = CONFIRM_TIMEOUT_S,
+                 log_dir: str | os.PathLike | None = None, max_log_lines: int = MAX_LOG_LINES):
         self.graph = graph
         self.flow_run_id = flow_run_id
         self.confirm_timeout = confirm_timeout
+        self.log_dir = None if log_dir is None else Path(log_dir).absolute()
+        self.max_log_lines = max_log_lines
+        self.logs_dropped = 0  # lines kept out of Prefect, over all attempts
         # ids are assigned up front so that wait_for can name any upstream
         self.ids = {n: uuid.uuid4() for n in graph.names}
         self.task_runs: dict[str, TaskRun] = {}
@@ -176,7 +186,7 @@ class PrefectRecorder:
             return
         outcome = info.get("outcome")
         if outcome is not None and not isinstance(outcome, BaseException):
-            self._send_logs(name, outcome.logs)
+            self._send_logs(name, outcome.logs, attempt)
         end = getattr(outcome, "end", None) or t
         if kind == Event.COMPLETE:
             self._set(name, states.Completed(timestamp=_ts(end)))
@@ -237,9 +247,44 @@ class PrefectRecorder:
         if new.is_final():
             self._final_sent.add(name)
 
-    def _send_logs(self, name: str, logs) -> None:
-        for created, level, logger, message in logs:
+    def _send_logs(self, name: str, logs, attempt: int = 1) -> None:
+        """The attempt's log lines to its task run: all of them up to ``max_log_lines``. Beyond
+        that Prefect's server stores about a thousand lines a second here, so a service that
+        logs 200,000 lines would hold critpath's exit for minutes: the first lines and the last
+        go to Prefect, with one line saying how many were left out and where every line is."""
+        cap = self.max_log_lines
+        if len(logs) <= cap:
+            shipped, dropped = logs, 0
+        else:
+            head, tail = cap - cap // 4, cap // 4
+            shipped, dropped = [*logs[:head], *logs[len(logs) - tail:]], len(logs) - cap
+        where = self._spill(name, attempt, logs) if dropped else None
+        for k, (created, level, logger, message) in enumerate(shipped):
+            if dropped and k == cap - cap // 4:
+                self.logs_dropped += dropped
+                self._log(name, logging.WARNING, created,
+                          f"critpath: {dropped} log lines of this attempt are not in Prefect (it keeps "
+                          f"{cap} per attempt: the first and the last); "
+                          + (f"every line is in {where}" if where else "they were not kept"))
             self._log(name, level, created, message, logger)
+
+    def _spill(self, name: str, attempt: int, logs) -> str | None:
+        """Every line of the attempt to ``log_dir/<service>.<attempt>.log``; the path, or None."""
+        if self.log_dir is None:
+            return None
+        import re
+
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:100] or "service"  # a name cannot steer the path
+        path = self.log_dir / f"{safe}.{attempt}.log"
+        try:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            with open(path, "w", encoding="utf-8", errors="replace") as f:
+                for created, level, logger, message in logs:
+                    f.write(f"{_ts(created).isoformat()} {logging.getLevelName(level)} {logger}: {message}\n")
+        except OSError as exc:
+            self.errors.append(f"{name}: could not keep its log lines in {path}: {exc}")
+            return None
+        return str(path)
 
     def _log(self, name: str, level: int, created: float, message: str, logger: str = "prefect.task_runs"):
         record = logging.LogRecord(logger, level, "", 0, message, None, None)

@@ -60,7 +60,7 @@ def estimate(service: Service, observed: Sequence[Observed], runner: str | None 
     good = [o for o in observed if _finite(o.duration_s)]
     same = [o for o in good if o.runner == runner]
     pick = (same if len(same) >= MIN_SAME_RUNNER else good)[-RECENT:]
-    declared_cpu = 1.0 if (service.call is not None or service.kind == "cpu") else 0.0
+    declared_cpu = 1.0 if (service.call is not None or service.kind in ("cpu", "work")) else 0.0
     if pick:
         seconds = statistics.median(o.duration_s for o in pick)
         cpu = [o.cpu_s / o.duration_s for o in pick if _finite(o.cpu_s) and o.duration_s > 0]

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 #: Estimate used for a service that declares neither ``estimate`` nor ``duration``.
 DEFAULT_ESTIMATE_S = 1.0
-KINDS = ("sleep", "cpu")
+KINDS = ("sleep", "cpu", "work")  # work: a fixed amount of CPU time, stretched by contention
 
 
 @dataclass(frozen=True)

@@ -281,7 +281,7 @@ def make_plan(graph: Graph, max_concurrency: int, simulate_schedule: bool = True
         makespan, starts = float("nan"), []
     predicted = None
     if machine is not None and simulate_schedule:
-        demand = demand or [Demand(1.0 if s.call is not None or s.kind == "cpu" else 0.0) for s in graph]
+        demand = demand or [Demand(1.0 if s.call is not None or s.kind in ("cpu", "work") else 0.0) for s in graph]
         predicted = predict(graph, est, demand, rank, max_concurrency, machine, cpu_aware).makespan_s
     return Plan(graph, max_concurrency, est, b.priority, [graph.names[i] for i in b.critical_path], b.critical_path_s,
                 b.total_work_s, lower, makespan, b.pool_bounds_s, starts, rank, justified,

@@ -130,3 +130,10 @@ def leave_a_thread() -> None:
 def wander_off(where: str) -> None:
     """Change the process's working folder, as a careless service might."""
     os.chdir(where)
+
+
+def chatter(lines: int = 50_000) -> None:
+    """Log ``lines`` INFO lines, as a verbose service might."""
+    log = logging.getLogger("tests.helpers.worker_faults.chatter")
+    for k in range(lines):
+        log.info("line %d of %d", k + 1, lines)

@@ -395,7 +395,7 @@ def test_number_with_thousands_of_digits(tmp_path):
     ("estimate", -0.5, "'estimate' must be >= 0 seconds, got -0.5"),
     ("retry_delay", None, "'retry_delay' must be a number of seconds, got None (null)"),
     ("estimate", {"s": 1}, "'estimate' must be a number of seconds, got {'s': 1} (an object)"),
-    ("kind", "gpu", "'kind' must be one of 'sleep', 'cpu', got 'gpu'"),
+    ("kind", "gpu", "'kind' must be one of 'sleep', 'cpu', 'work', got 'gpu'"),
     ("kind", "cpus", "'kind' must be one of 'sleep', 'cpu', got 'cpus' (did you mean 'cpu'?)"),
     ("kind", ["cpu"], "'kind' must be one of 'sleep', 'cpu', got ['cpu']"),
     ("after", "load", "'after' takes a list of service names; write [\"load\"]"),
