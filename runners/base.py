@@ -67,6 +67,9 @@ class Outcome:
     #: where services share a process; it misses threads the service's libraries start)
     process_cpu_s: float | None = None
     thread_cpu_s: float | None = None
+    #: seconds the body's thread was ready to run but waited for a CPU (Linux schedstat): how
+    #: much other work on the machine stretched it; None where the kernel does not say
+    cpu_wait_s: float | None = None
 
 
 Done = Callable[["Outcome | BaseException"], None]
@@ -345,7 +348,7 @@ def execute(job: Job) -> Outcome:
     me = threading.get_ident()
     logs: list = []
     _capture.buffers[me] = logs
-    start, cpu0, thread0 = time.time(), time.process_time(), time.thread_time()
+    start, cpu0, thread0, wait0 = time.time(), time.process_time(), time.thread_time(), _run_delay()
     try:
         if job.call is not None:
             resolve(job.call)(**dict(job.params))
@@ -356,14 +359,24 @@ def execute(job: Job) -> Outcome:
         ok = False
         err, tb = describe_exception(exc)
     finally:
-        end, cpu1, thread1 = time.time(), time.process_time(), time.thread_time()
+        end, cpu1, thread1, wait1 = time.time(), time.process_time(), time.thread_time(), _run_delay()
         _capture.buffers.pop(me, None)
     captured = _plain_logs(logs)
     if _secrets:
         captured = tuple((c, lv, name, redact(msg)) for c, lv, name, msg in captured)
         err, tb = redact(err), redact(tb)
     return Outcome(job.key, ok, start, end, worker_name(), captured, err, tb, _secret_names,
-                   cpu1 - cpu0, thread1 - thread0)
+                   cpu1 - cpu0, thread1 - thread0, None if wait0 is None or wait1 is None else wait1 - wait0)
+
+
+def _run_delay() -> float | None:
+    """This thread's time spent runnable but not running, in seconds (``/proc/thread-self/schedstat``,
+    second field, nanoseconds); None where there is no such file."""
+    try:
+        with open("/proc/thread-self/schedstat", "rb") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def warm(_: int = 0) -> int:

@@ -60,6 +60,7 @@ class HistoryObserver:
             dispatched=run.dispatched, finished=run.finished if kind != Event.CANCEL else t,
             cpu_s=cpu_seconds(self.runner, outcome),
             gil_s=getattr(outcome, "thread_cpu_s", None) if self.runner == "threads" else None,
+            cpu_wait_s=getattr(outcome, "cpu_wait_s", None),
             flow_run_id=self.flow_run_id, cores=self.cores, max_concurrency=self.max_concurrency,
             pools=self.pools))
         self.services.add(run.name)

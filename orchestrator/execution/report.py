@@ -50,6 +50,7 @@ def build_report(plan: Plan, runs: dict, dispatcher, runner_name: str, flow_run_
             "start": r.start, "end": r.end, "attempts": r.attempts, "worker": r.worker,
             "error": r.error, "skipped_because": r.skipped_because,
             "estimate_s": plan.est[i], "priority_s": plan.priority[i],
+            "estimate_source": plan.estimate_source[i] if plan.estimate_source else None,
             "lost_worker": r.lost_worker,
             "attempt_history": [asdict(a) for a in r.history],
         }
@@ -63,6 +64,12 @@ def build_report(plan: Plan, runs: dict, dispatcher, runner_name: str, flow_run_
         **measured,
         # measured bound / makespan: 1.0 means no schedule of these durations could be faster
         "efficiency": (measured["measured_lower_bound_s"] / makespan) if makespan > 0 else None,
+        # the planner's prediction on the machine model, and how far the run was from it
+        "predicted_makespan_s": plan.predicted_makespan_s,
+        "prediction_error": (makespan / plan.predicted_makespan_s - 1
+                             if plan.predicted_makespan_s and makespan > 0 else None),
+        "cores": plan.machine.cores if plan.machine else None,
+        "cpu_aware": plan.cpu_aware,
         "max_concurrency": dispatcher.max_concurrency,
         "runner": runner_name,
         "flow_run_id": str(flow_run_id) if flow_run_id else None,

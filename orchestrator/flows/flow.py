@@ -9,26 +9,37 @@ flow, the refresh shows up as a subflow.
 """
 from __future__ import annotations
 
-from contextlib import ExitStack, nullcontext
-from typing import Iterable
+import logging
+import sys
+import uuid
+from contextlib import ExitStack, contextmanager, nullcontext
+from typing import Callable, Iterable
 
-from ..execution.control import RunControl, cancel_on_signals, shielded_from_ctrl_c
+from ..execution.control import RunControl, cancel_on_signals
 from ..execution.engines import started
+from ..execution.machines import planning_inputs
+from ..execution.recording import HistoryObserver
 from ..execution.report import build_report, write_report
+from ..inputs.history import History
 from ..planning.errors import CritpathError, show
 from ..planning.graph import Graph
-from ..planning.planner import make_plan
+from ..planning.planner import Plan, make_plan
 from ..planning.ranges import DEFAULT_CONCURRENCY, MAX_SLOTS
 from ..planning.selection import select as select_services
 from ..planning.validate import validate
-from .server import drain
+from .server import discard_undelivered, drain, temporary_api
 from .settings import prefect_env_defaults
+
+#: how long asking a Prefect server whether it is there may take
+PROBE_TIMEOUT_S = 5.0
 
 
 def run(graph: Graph, runner="threads", *, max_concurrency: int | None = None, workers: int | None = None,
         address: str | None = None, select: str | None = None, observers: Iterable = (),
         json_report: str | None = None, flow_name: str = "critpath-refresh", control: RunControl | None = None,
-        skip: Iterable[str] = ()) -> dict:
+        skip: Iterable[str] = (), history: History | None = None, cpu_aware: bool = False,
+        secrets: Iterable[str] = (), log_dir: str | None = None, run_id: str | None = None,
+        on_plan: Callable[[Plan], None] | None = None) -> dict:
     """Run ``graph`` and return the report (see ``orchestrator.report``).
 
     ``runner`` is a name (threads, processes, dask, ray) or a runner object the
@@ -36,6 +47,11 @@ def run(graph: Graph, runner="threads", *, max_concurrency: int | None = None, w
     capacity; ``workers`` to ``max_concurrency`` or 8. ``skip`` names services
     that already completed (a resumed run): they are neither run nor waited on.
     ``control`` (a ``RunControl``) lets another thread or a signal handler cancel the run.
+    ``history`` (an ``inputs.history.History``): estimates come from it, and every attempt
+    is recorded in it as it ends (under ``run_id``). ``cpu_aware``: admit services only
+    while their CPU demand fits the cores. ``secrets``: names of environment variables
+    every worker masks. ``log_dir``: where an attempt's log lines beyond what Prefect
+    keeps are written.
     """
     prefect_env_defaults()
     from prefect import flow
@@ -53,24 +69,41 @@ def run(graph: Graph, runner="threads", *, max_concurrency: int | None = None, w
         from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS as STARTUP
         from prefect.settings import temporary_settings
 
-        if STARTUP.value() < 90:  # settings were read at import: the env default may be too late
-            stack.enter_context(temporary_settings(updates={STARTUP: 90}))
+        # this run's own copy of the settings, whatever it changes (api_unreachable): the
+        # start-up timeout too, as settings were read at import and the env default may be too late
+        stack.enter_context(temporary_settings(updates={STARTUP: max(STARTUP.value(), 90)}))
+        server = _temporary_server()
+        if server is not None:  # it starts while the runner does; processes started now inherit its URL
+            stack.enter_context(_pointed_at(server.url))
         if isinstance(runner, str):
             runner = stack.enter_context(started(runner, workers or max_concurrency or DEFAULT_CONCURRENCY,
                                                   address))
-        if control is not None and control.handles_signals:
-            start_prefect_api()  # after the runner: a bad --address fails before Prefect starts
+        if server is not None:
+            server.wait_ready()
         limit = max_concurrency or runner.capacity
-        plan = make_plan(graph, limit)
+        inputs = planning_inputs(graph, runner.name, runner, history)
+        plan = make_plan(graph, limit, estimates=inputs.estimates, machine=inputs.machine, cpu_aware=cpu_aware)
+        if on_plan is not None:
+            on_plan(plan)
         result: dict = {}
+        recording = [] if history is None else [
+            HistoryObserver(history, run_id or uuid.uuid4().hex, runner.name, inputs.machine.cores, limit, graph.pools)]
 
         def refresh(graph_source: str, runner_name: str, max_concurrency: int, services: int):
-            return refresh_in_flow(plan, runner, observers, result, control)
+            return refresh_in_flow(plan, runner, [*observers, *recording], result, control, secrets=secrets,
+                                   log_dir=log_dir)
 
         refresh_flow = flow(name=flow_name, log_prints=False, persist_result=False,
                             validate_parameters=False)(refresh)
-        state = refresh_flow(graph.source or "<python>", runner.name, limit, len(graph), return_state=True)
-        drain()  # deliver the last log lines and events before a temporary server stops
+        try:
+            with _SilentOnceGone(result):
+                state = refresh_flow(graph.source or "<python>", runner.name, limit, len(graph), return_state=True)
+        except Exception:  # the engine could not record the final state: said, and in the report
+            if "unreachable" not in result or "report" not in result:
+                raise
+            state = None
+        if "unreachable" not in result:
+            drain()  # deliver the last log lines and events before a temporary server stops
     if "report" not in result:  # the flow run crashed before the dispatcher finished
         raise RuntimeError(f"the refresh flow run ended without a report: {state.message}")
     report = result["report"]
@@ -80,7 +113,7 @@ def run(graph: Graph, runner="threads", *, max_concurrency: int | None = None, w
 
 
 def refresh_in_flow(plan, runner, observers: Iterable = (), result: dict | None = None,
-                    control: RunControl | None = None):
+                    control: RunControl | None = None, secrets: Iterable[str] = (), log_dir: str | None = None):
     """Run ``plan`` inside the current Prefect flow run; the report goes to ``result["report"]``.
 
     Returns what the flow run should end with: a Failed state naming the failed
@@ -94,8 +127,12 @@ def refresh_in_flow(plan, runner, observers: Iterable = (), result: dict | None 
 
     result = {} if result is None else result
     flow_run_id = FlowRunContext.get().flow_run.id
-    with PrefectRecorder(plan.graph, flow_run_id) as recorder:
-        dispatcher = Dispatcher(plan, runner, [recorder, *observers], max_concurrency=plan.max_concurrency)
+    for obs in observers:  # the history rows name the flow run too
+        if isinstance(obs, HistoryObserver):
+            obs.flow_run_id = str(flow_run_id)
+    with PrefectRecorder(plan.graph, flow_run_id, log_dir=log_dir) as recorder:
+        dispatcher = Dispatcher(plan, runner, [recorder, *observers], max_concurrency=plan.max_concurrency,
+                                secrets=tuple(secrets))
         if control is not None:
             control.attach(dispatcher)
         # Prefect installs its own SIGTERM handler when the flow run starts: take the
@@ -106,6 +143,13 @@ def refresh_in_flow(plan, runner, observers: Iterable = (), result: dict | None 
                  and threading.current_thread() is threading.main_thread() else nullcontext())
         with guard:
             runs = dispatcher.run()
+        gone = api_unreachable()
+        if gone:  # nothing more to wait for: the flow run ends, the report says what was lost
+            recorder.abandon(gone)
+            result["unreachable"] = gone
+    for obs in observers:
+        if isinstance(obs, HistoryObserver):
+            obs.close()
     report = build_report(plan, runs, dispatcher, runner.name, flow_run_id)
     # how long after the first dispatch Prefect had stored every final state
     report["prefect_recorded_s"] = (recorder.recorded_at - dispatcher.first_dispatch
@@ -124,15 +168,93 @@ def refresh_in_flow(plan, runner, observers: Iterable = (), result: dict | None 
     return {k: v for k, v in report.items() if k != "services"}
 
 
-def start_prefect_api() -> None:
-    """Start Prefect's temporary local server now (when no PREFECT_API_URL is set),
-    shielded from Ctrl-C, instead of lazily inside the flow run."""
-    from prefect.settings import PREFECT_API_URL
-
-    if PREFECT_API_URL.value():
-        return
+def api_unreachable() -> str | None:
+    """None when Prefect's API answers now. Else, from then on, this run's Prefect client
+    fails at once instead of retrying for minutes (Prefect's default: 5 retries backing off
+    to 32 s, per request), sends no more log lines, and drops the events and lines it still
+    held; returns one line saying so, also printed on stderr."""
     from prefect.client.orchestration import get_client
+    from prefect.settings import (
+        PREFECT_API_REQUEST_TIMEOUT,
+        PREFECT_API_URL,
+        PREFECT_CLIENT_MAX_RETRIES,
+        get_current_settings,
+        temporary_settings,
+    )
 
-    with shielded_from_ctrl_c():  # its start-up timeout: see run(), its only caller
-        with get_client(sync_client=True):
-            pass
+    with temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: 0, PREFECT_API_REQUEST_TIMEOUT: PROBE_TIMEOUT_S}):
+        with get_client(sync_client=True) as client:
+            failure = client.api_healthcheck()
+    if failure is None:
+        return None
+    # this run's own copy of the settings (see run()), which the flow engine reads next to
+    # record the flow run's final state; Prefect re-reads these on every request
+    settings = get_current_settings()
+    settings.client.max_retries = 0
+    settings.api.request_timeout = PROBE_TIMEOUT_S
+    settings.logging.to_api.enabled = False
+    dropped = discard_undelivered()
+    reason = str(failure).splitlines()[0] if str(failure) else ""
+    why = (f"the Prefect server at {PREFECT_API_URL.value()} does not answer ({type(failure).__name__}: {reason}): "
+           f"the flow run's final state is not recorded there"
+           + (f", nor {dropped} event(s) and log line(s) not yet sent" if dropped else ""))
+    try:
+        print(f"critpath: {why}", file=sys.stderr, flush=True)
+    except (OSError, ValueError):  # no stderr to write to
+        pass
+    return why
+
+
+class _SilentOnceGone(logging.Filter):
+    """Drops Prefect's own reports of the API being gone (a traceback from the flow engine,
+    connection warnings) once ``api_unreachable`` has said it in one line."""
+
+    LOGGERS = ("prefect.flow_runs", "prefect.events.clients", "prefect._internal.concurrency")
+
+    def __init__(self, result: dict):
+        super().__init__()
+        self.result = result
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "unreachable" not in self.result
+
+    def __enter__(self):
+        for name in self.LOGGERS:
+            logging.getLogger(name).addFilter(self)
+        return self
+
+    def __exit__(self, *exc):
+        for name in self.LOGGERS:
+            logging.getLogger(name).removeFilter(self)
+
+
+def _temporary_server():
+    """critpath's temporary server (``server.temporary_api``), launched, when this run needs
+    one: no PREFECT_API_URL, and not inside a flow run of the caller's (a subflow must be
+    recorded where its parent is). None otherwise."""
+    from prefect.context import FlowRunContext
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_ALLOW_EPHEMERAL_MODE
+
+    if PREFECT_API_URL.value() or FlowRunContext.get() is not None or not PREFECT_SERVER_ALLOW_EPHEMERAL_MODE.value():
+        return None
+    return temporary_api()
+
+
+@contextmanager
+def _pointed_at(url: str):
+    """Prefect's API is ``url`` for this run: in the settings, and in the environment
+    for the processes the run starts."""
+    import os
+
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    before = os.environ.get("PREFECT_API_URL")
+    os.environ["PREFECT_API_URL"] = url
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: url}):
+            yield
+    finally:
+        if before is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = before

@@ -87,6 +87,8 @@ class PrefectRecorder:
         self.errors: list[str] = []
         self.confirmed: bool | None = None  # set on exit
         self.recorded_at: float | None = None
+        #: why the API no longer answers (``abandon``): nothing more is sent or awaited
+        self.unreachable: str | None = None
 
     # -- observer side (dispatcher thread): never blocks --------------------
     def on_event(self, kind: Event, run, t: float, **info: Any) -> None:
@@ -96,9 +98,18 @@ class PrefectRecorder:
         self._thread.start()
         return self
 
+    def abandon(self, why: str) -> None:
+        """The API does not answer (``why``): on exit, wait neither for the events and log
+        lines still queued nor for the server to confirm the final states."""
+        self.unreachable = why
+        self._error(why)
+
     def __exit__(self, *exc):
         self._inbox.put(None)
         self._thread.join()
+        if self.unreachable:
+            self.confirmed, self.recorded_at = False, time.time()
+            return
         # deliver every event and log line before the flow run is finalised; while they
         # drain, both workers log "Still processing items: N items remaining..." as a
         # WARNING every 4 s: the progress of this wait, not a problem (their errors still show)

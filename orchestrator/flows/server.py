@@ -1,10 +1,18 @@
-"""Starting and stopping a real ``prefect server start`` on 127.0.0.1, for the test
-suite's session server and the bench's server (``critpath server`` runs it in the
-foreground instead, see ``serving.server_command``).
+"""The Prefect servers critpath starts, and how they end.
 
-The server runs in a process group of its own, so that stopping it reaches uvicorn
-and the services it starts; on Linux it also gets SIGTERM if the process that started
-it dies without cleaning up (a CI timeout's SIGKILL), instead of outliving it.
+``start``/``stop``: a real ``prefect server start`` on 127.0.0.1, for the test suite's
+session server, the bench's server and ``critpath server``. The server runs in a session
+(and so a process group) of its own, so that stopping it reaches uvicorn and the services
+it starts, and a signal to critpath's group does not; on Linux it also gets SIGTERM if
+the thread that started it ends without cleaning up (a CI timeout's SIGKILL), instead of
+outliving it.
+
+``temporary_api``: critpath's own temporary server, used when no ``PREFECT_API_URL`` is
+set, instead of the one Prefect would start by itself (``SubprocessASGIServer``: a uvicorn
+child in critpath's process group, which GNU ``timeout``'s SIGTERM killed mid-run, and which
+outlived a ``kill -9`` of critpath). The same app in the same environment, but in a session
+of its own and tied to critpath's life (see ``tempserver``); stopped by ``stop_temporary``
+or at interpreter exit.
 """
 from __future__ import annotations
 
@@ -13,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -112,3 +121,152 @@ def drain() -> None:
     with quiet("EventsWorker", "APILogWorker"):
         APILogWorker.drain_all(timeout=10)
         EventsWorker.drain_all(timeout=10)
+
+
+
+def discard_undelivered() -> int:
+    """Drops the events and log lines Prefect still holds for delivery, and returns how
+    many: for an API that no longer answers, where each would only fail in turn (an event
+    after ten connection attempts), at exit if not before.
+
+    Prefect has no public call for this; its queue services (3.8.8) keep their instances
+    in ``_instances`` and their items in ``_queue``. Anything else is left alone."""
+    if "prefect" not in sys.modules:
+        return 0
+    import queue
+
+    from prefect._internal.concurrency.services import _QueueServiceBase
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    dropped = 0
+    for service in list(getattr(_QueueServiceBase, "_instances", {}).values()):
+        pending = getattr(service, "_queue", None)
+        if not isinstance(service, (EventsWorker, APILogWorker)) or not isinstance(pending, queue.Queue):
+            continue
+        while True:
+            try:
+                item = pending.get_nowait()
+            except queue.Empty:
+                break
+            pending.task_done()
+            if item is None:  # the service's own stop marker: keep it, and stop there
+                pending.put_nowait(None)
+                break
+            dropped += 1
+    return dropped
+
+# -- critpath's temporary server -------------------------------------------------------------
+
+#: what Prefect adds to the environment of its own temporary server
+#: (prefect.server.api.server.SubprocessASGIServer._run_uvicorn_command)
+EPHEMERAL_ENV = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+#: the folder holding the ``orchestrator`` package: the server process imports ``tempserver`` from it
+_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+class TemporaryServer:
+    """One temporary server process (``tempserver``), launched at once; ``wait_ready`` waits
+    for it to answer. ``env`` is its whole environment."""
+
+    def __init__(self, env: dict):
+        self.env = env
+        listener = socket.socket()
+        try:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(2048)  # uvicorn's backlog
+            self.url = f"http://127.0.0.1:{listener.getsockname()[1]}/api"
+            path = os.pathsep.join(p for p in (_ROOT, env.get("PYTHONPATH")) if p)
+            lifeline, self._lifeline = os.pipe()  # only this process holds the write end
+            try:
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-m", "orchestrator.flows.tempserver", str(listener.fileno()), str(os.getpid())],
+                    env={**env, "PYTHONPATH": path}, stdin=lifeline, pass_fds=(listener.fileno(),),
+                    start_new_session=True)
+            except BaseException:
+                os.close(self._lifeline)
+                raise
+            finally:
+                os.close(lifeline)
+        finally:
+            listener.close()  # the server has its own copy; none may stay here once it is gone
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait_ready(self, timeout: float = START_TIMEOUT_S) -> str:
+        """The API URL once ``/api/health`` answers; RuntimeError if the server exits or
+        does not answer within ``timeout`` s (it is then stopped)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.alive():
+            if healthy(self.url):  # the socket listens from the start: this waits for the app
+                return self.url
+            time.sleep(0.1)  # waiting for a process we started to answer; bounded
+        code = self.proc.poll()
+        self.stop()
+        raise RuntimeError(f"critpath's temporary Prefect server did not answer {timeout:g} s after start"
+                           + (f" (it exited with status {code}; its output is above)" if code is not None else ""))
+
+    def stop(self, grace: float = 15.0) -> None:
+        """Lets go of the server (it shuts down gracefully), then ends its session with
+        SIGKILL if it is still there after ``grace`` s."""
+        if self._lifeline is not None:
+            os.close(self._lifeline)
+            self._lifeline = None
+        try:
+            self.proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(10)
+
+
+_temporary: TemporaryServer | None = None
+_temporary_lock = threading.Lock()
+
+
+def _server_env() -> dict:
+    """The environment Prefect would give its temporary server: this process's, what
+    the current Prefect settings set, and ``EPHEMERAL_ENV``."""
+    from prefect.settings import get_current_settings
+
+    return {**os.environ, **EPHEMERAL_ENV, **get_current_settings().to_environment_variables(exclude_unset=True)}
+
+
+def _prefect_part(env: dict) -> dict:
+    return {k: v for k, v in env.items() if k.startswith("PREFECT")}
+
+
+def temporary_api() -> TemporaryServer:
+    """critpath's temporary server for the current Prefect settings, launched if there is
+    none yet (or the one there is has ended, or has other Prefect settings); the caller
+    waits for it with ``wait_ready``. One per process, reused by later runs, stopped at exit."""
+    global _temporary
+    env = _server_env()
+    with _temporary_lock:
+        if _temporary is not None and (not _temporary.alive()
+                                       or _prefect_part(_temporary.env) != _prefect_part(env)):
+            _temporary.stop()
+            _temporary = None
+        if _temporary is None:
+            import atexit
+
+            _temporary = TemporaryServer(env)
+            atexit.unregister(stop_temporary)  # registered once
+            atexit.register(stop_temporary)
+        return _temporary
+
+
+def stop_temporary() -> None:
+    """Stops critpath's temporary server, if one runs (after ``drain``: nothing is lost)."""
+    global _temporary
+    with _temporary_lock:
+        server, _temporary = _temporary, None
+    if server is not None:
+        server.stop()

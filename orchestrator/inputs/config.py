@@ -11,6 +11,8 @@
     state_dir = ".critpath"              # reports, timelines, local Prefect server data
     json_report = ".critpath/last-run.json"
     secrets = ["db_password"]            # environment variables whose values are masked everywhere
+    cpu_aware = false                    # admit services only while their CPU demand fits the cores
+    history_runs = 50                    # runs of each service the duration history keeps
     [pools]
     warehouse = 4
     [schedule]
@@ -42,7 +44,8 @@ from ..planning.ranges import (
 
 DEFAULT_MODULE = "services.refinery"
 KEYS = {"modules", "graph", "runner", "workers", "max_concurrency", "address", "retries", "retry_delay",
-        "timeout", "state_dir", "json_report", "pools", "schedule", "time_scale", "select", "secrets"}
+        "timeout", "state_dir", "json_report", "pools", "schedule", "time_scale", "select", "secrets",
+        "cpu_aware", "history_runs"}
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ class Config:
     #: names of environment variables holding credentials (upper-cased when read, as ``secret()``
     #: does): every worker masks their values from its first service
     secrets: tuple[str, ...] = ()
+    cpu_aware: bool = False  # admit services only while their CPU demand fits the cores
+    history_runs: int = 50  # runs of each service the duration history keeps
     pools: dict[str, int] = field(default_factory=dict)
     schedule: dict[str, Any] = field(default_factory=dict)
 
@@ -140,6 +145,14 @@ def is_time_zone(name) -> bool:
     return True
 
 
+def _flag(data: dict, key: str, problems: list[str]) -> bool:
+    value = data.get(key, False)
+    if not isinstance(value, bool):
+        problems.append(f"{key} = {show(value)}: must be true or false")
+        return False
+    return value
+
+
 def _build(path: str, data: dict) -> Config:
     problems = []
     for key in sorted(set(data) - KEYS):
@@ -209,6 +222,9 @@ def _build(path: str, data: dict) -> Config:
                                 "ten times faster", low_open=True) or 1.0),
         select=want("select", str, rule="must be a selection string"),
         secrets=tuple(dict.fromkeys(secrets)),
+        cpu_aware=_flag(data, "cpu_aware", problems),
+        history_runs=number("history_runs", 1, 100_000, "must be a whole number of runs from 1 to 100000",
+                            whole=True) or 50,
         pools={k: v for k, v in pools.items() if is_pool_limit(v)},
         schedule=dict(schedule),
     )

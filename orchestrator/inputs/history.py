@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from ..planning.destretch import Span, alone_times
 from ..planning.errors import CritpathError
 from ..planning.estimates import Observed
 
@@ -55,12 +56,13 @@ CREATE TABLE IF NOT EXISTS attempts (
     finished REAL,
     cpu_s REAL,
     gil_s REAL,
+    cpu_wait_s REAL,
     recorded_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS attempts_by_service ON attempts (service, id);
 """
 COLUMNS = ("service", "run_id", "flow_run_id", "runner", "cores", "max_concurrency", "pools", "attempt",
-           "outcome", "start", "end", "dispatched", "finished", "cpu_s", "gil_s")
+           "outcome", "start", "end", "dispatched", "finished", "cpu_s", "gil_s", "cpu_wait_s")
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class AttemptRow:
     finished: float | None = None
     cpu_s: float | None = None
     gil_s: float | None = None
+    cpu_wait_s: float | None = None
     flow_run_id: str | None = None
     cores: float | None = None
     max_concurrency: int | None = None
@@ -114,6 +117,9 @@ class History:
             if tables and "meta" not in tables:
                 raise _not_ours(self.path, f"it holds other tables: {', '.join(sorted(tables))}")
             db.executescript(_SCHEMA)
+            have = {r[1] for r in db.execute("PRAGMA table_info(attempts)")}
+            for column in sorted({"cpu_wait_s"} - have):  # a column added since the file was made
+                db.execute(f"ALTER TABLE attempts ADD COLUMN {_q(column)} REAL")
             app = dict(db.execute("SELECT key, value FROM meta").fetchall())
             if not app:
                 db.execute("INSERT OR IGNORE INTO meta VALUES ('app', ?), ('version', ?)", (APP, VERSION))
@@ -179,21 +185,46 @@ class History:
         return rows if wanted is None else [r for r in rows if r["service"] in wanted]
 
     def observed(self, services: Iterable[str] | None = None) -> dict[str, list[Observed]]:
-        """The successful attempts of each service, oldest first, as the planner reads them."""
+        """The successful attempts of each service, oldest first, as the planner reads them: each
+        with the time it would have taken alone (``planning.destretch``), its wall time beside it."""
+        rows = self.rows()  # a run's other services are needed to see what it shared
+        alone = _alone(rows)
+        wanted = None if services is None else set(services)
         out: dict[str, list[Observed]] = {}
-        for r in self.rows(services):
-            if r["outcome"] != "completed" or r["start"] is None or r["end"] is None:
+        for k, r in enumerate(rows):
+            if (r["outcome"] != "completed" or r["start"] is None or r["end"] is None
+                    or (wanted is not None and r["service"] not in wanted)):
                 continue
+            wall = max(0.0, r["end"] - r["start"])
             overhead = None
             if r["dispatched"] is not None and r["finished"] is not None:
-                overhead = max(0.0, (r["finished"] - r["dispatched"]) - (r["end"] - r["start"]))
+                overhead = max(0.0, (r["finished"] - r["dispatched"]) - wall)
             out.setdefault(r["service"], []).append(
-                Observed(max(0.0, r["end"] - r["start"]), r["runner"], r["cpu_s"], r["gil_s"], overhead))
+                Observed(alone[k], r["runner"], r["cpu_s"], r["gil_s"], overhead, wall))
         return out
 
     def runs(self) -> int:
         """How many distinct runs the store holds."""
         return self.open()._db.execute("SELECT COUNT(DISTINCT run_id) FROM attempts").fetchone()[0]
+
+
+def _alone(rows: list[dict]) -> list[float]:
+    """Each row's time alone: its wall time less its measured wait for a CPU, and on threads
+    less its inferred wait for the interpreter lock, from the other attempts of its run."""
+    out = []
+    for r in rows:
+        wall = max(0.0, (r["end"] or 0.0) - (r["start"] or 0.0)) if r["start"] is not None else 0.0
+        out.append(max(0.0, wall - (r["cpu_wait_s"] or 0.0)))
+    by_run: dict[str, list[int]] = {}
+    for k, r in enumerate(rows):
+        if r["runner"] == "threads" and r["start"] is not None and r["end"] is not None:
+            by_run.setdefault(r["run_id"], []).append(k)
+    for ks in by_run.values():
+        # the spans as they would have been without the CPU waits, so the lock is judged alone
+        spans = [Span(rows[k]["start"], rows[k]["start"] + out[k], rows[k]["gil_s"]) for k in ks]
+        for k, t in zip(ks, alone_times(spans, 1.0), strict=True):
+            out[k] = t
+    return out
 
 
 def _q(column: str) -> str:

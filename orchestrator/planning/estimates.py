@@ -41,6 +41,7 @@ class Observed:
     cpu_s: float | None = None  # CPU seconds the service used (None: not measured)
     gil_s: float | None = None  # on threads: CPU seconds of its own thread, i.e. holding the lock
     overhead_s: float | None = None  # dispatch to worker start + worker end to completion seen
+    wall_s: float | None = None  # as measured; ``duration_s`` is the time it would take alone
 
 
 @dataclass(frozen=True)

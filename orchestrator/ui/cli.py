@@ -24,6 +24,7 @@ from ..inputs.project import load_inputs
 from ..inputs.project import select as select_services
 from ..planning.errors import CritpathError
 from ..planning.ranges import DEFAULT_CONCURRENCY, MAX_RETRIES, MAX_SECONDS, MAX_SLOTS
+from .choosing import choose_concurrency
 
 EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
 
@@ -75,6 +76,16 @@ class _FiniteRange(click.FloatRange):
 
 
 SLOTS = click.IntRange(1, MAX_SLOTS)
+
+
+def prediction_options(f):
+    for opt in reversed([
+        click.option("--no-history", is_flag=True, help="Plan from declared estimates only, and record nothing."),
+        click.option("--cpu-aware/--no-cpu-aware", default=None,
+                     help="Admit services only while their CPU demand fits the cores (default: config, else off)."),
+    ]):
+        f = opt(f)
+    return f
 
 
 def graph_options(f):
@@ -140,8 +151,9 @@ def plan(graph_file, modules, config_path, select, pools, max_concurrency, time_
               help="Run only what had not completed in RUN_ID (default: the last run).")
 @click.option("--no-wait", is_flag=True,
               help="If another refresh holds the state folder, refuse (exit 2) instead of waiting for it.")
+@prediction_options
 def run(graph_file, modules, config_path, select, pools, max_concurrency, time_scale, default_retries,
-        default_timeout, runner, workers, address, json_report, progress, resume, no_wait):
+        default_timeout, runner, workers, address, json_report, progress, resume, no_wait, no_history, cpu_aware):
     """Run the refresh as one Prefect flow run."""
     from ..execution.control import RunControl, cancel_on_signals
     from ..execution.ledger import Ledger, make_folder, read_run
@@ -172,8 +184,11 @@ def run(graph_file, modules, config_path, select, pools, max_concurrency, time_s
         # resuming this run later never repeats any of them; only the selected ones are skipped
         carried = sorted(record.done) if record else []
         done = set(carried) & set(selected.names)
-        rough = make_plan(selected, max_concurrency or cfg.max_concurrency or DEFAULT_CONCURRENCY,
-                          simulate_schedule=False)
+        history = _history(cfg, no_history)
+        chosen = choose_concurrency(selected, runner, max_concurrency or cfg.max_concurrency or workers or cfg.workers,
+                                    "--max-concurrency" if max_concurrency else "--workers" if workers
+                                    else "critpath.toml", address or cfg.address, history)
+        rough = make_plan(selected, chosen.value or DEFAULT_CONCURRENCY, simulate_schedule=False)
         if record:
             _say_how_it_ended(record, resume == "last")
         # the handlers first: once the ledger has named the run (.critpath/last-run-id), a
@@ -183,10 +198,14 @@ def run(graph_file, modules, config_path, select, pools, max_concurrency, time_s
                 click.echo(f"critpath: resuming run {record.run_id}: {len(done)} of {len(selected)} services "
                            "already completed", err=True)
             with Progress(len(selected) - len(done), rough.critical_path_s, live=progress) as prog:
-                report = run_graph(graph, runner, max_concurrency=max_concurrency or cfg.max_concurrency,
-                                   workers=workers or cfg.workers, address=address or cfg.address,
+                report = run_graph(graph, runner, max_concurrency=max_concurrency or cfg.max_concurrency
+                                   or (chosen.value if not (workers or cfg.workers) else None),
+                                   workers=workers or cfg.workers or chosen.value, address=address or cfg.address,
                                    select=select or cfg.select, observers=[prog, ledger], json_report=None,
-                                   control=control, skip=done)
+                                   control=control, skip=done, history=history,
+                                   cpu_aware=cfg.cpu_aware if cpu_aware is None else cpu_aware,
+                                   secrets=cfg.secrets, log_dir=str(ledger.dir / "logs"), run_id=ledger.run_id,
+                                   on_plan=lambda p: click.echo(prediction_line(p, chosen.source), err=True))
             # the end marker: without it, a resume says what was in flight when this run ended
             ledger.finish("cancelled" if report.get("cancel_reason") else "failed" if report["failed"]
                           else "completed")
@@ -266,6 +285,27 @@ def _say_how_it_ended(record, last: bool) -> None:
                    err=True)
     else:
         click.echo(f"critpath: {which} ended abruptly, with nothing in flight", err=True)
+
+
+def _history(cfg, no_history: bool):
+    """The state folder's duration history, opened (a bad file is one line now, before anything
+    runs), or None with --no-history."""
+    if no_history:
+        return None
+    from ..inputs.history import History
+
+    return History(cfg.state_dir, keep_runs=cfg.history_runs).open()
+
+
+def prediction_line(p, source: str) -> str:
+    """What the plan predicts, said before the run starts."""
+    from_history = sum(1 for s in p.estimate_source if s == "history")
+    cores = f" on {p.machine.cores:g} cores" if p.machine else ""
+    predicted = (f"predicted makespan {p.predicted_makespan_s:.2f} s{cores}" if p.predicted_makespan_s is not None
+                 else f"simulated makespan {p.simulated_makespan_s:.2f} s")
+    return (f"critpath: {predicted}, max concurrency {p.max_concurrency} ({source}); "
+            f"estimates from history for {from_history} of {len(p.graph)} services"
+            + ("; cpu-aware" if p.cpu_aware else ""))
 
 
 def resume_command(args: list[str], run_id: str) -> str:

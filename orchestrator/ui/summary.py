@@ -20,6 +20,13 @@ def summary(report: dict) -> str:
         lines += [f"critical path {report['critical_path_s']:.2f} s: {' -> '.join(report['critical_path'])}",
                   f"lower bound {report['lower_bound_s']:.2f} s, simulated {report['simulated_makespan_s']:.2f} s, "
                   f"efficiency {report['efficiency'] or 0:.0%} (lower bound / makespan)"]
+    predicted = report.get("predicted_makespan_s")
+    if isinstance(predicted, (int, float)) and predicted > 0:
+        error = report.get("prediction_error")
+        cores = report.get("cores")
+        lines.append(f"predicted {predicted:.2f} s" + (f" on {cores:g} cores" if isinstance(cores, (int, float)) else "")
+                     + f", measured {report['makespan_s']:.2f} s"
+                     + (f" ({error:+.0%} against the prediction)" if isinstance(error, (int, float)) else ""))
     for name in report["failed"]:
         s = report["services"][name]
         lines.append(f"FAILED  {name} after {s['attempts']} attempt(s): {s['error']}")

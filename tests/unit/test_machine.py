@@ -151,3 +151,32 @@ def test_a_pool_is_tuned_around_its_current_limit():
     g = Graph([Service(f"w{i}", duration=1, pool="wh") for i in range(4)], pools={"wh": 1})
     best = recommend(sweep(g, estimates(g), Machine(cores=8), 4, (False,)))
     assert best.pools == {"wh": 2} and best.predicted_makespan_s == pytest.approx(2.0)
+
+
+# -- back from measured to alone -------------------------------------------------------------------
+def test_time_waiting_for_the_lock_comes_off_and_idle_time_stays():
+    """a and b each used 1 s of the lock over the same 2 s: they waited 1 s each. c slept through it
+    (used none): its 2 s stand. d ran alone, using the lock 80% of its 1 s: nothing to take off."""
+    from orchestrator.planning.destretch import Span, alone_times
+
+    spans = [Span(0, 2, 1.0), Span(0, 2, 1.0), Span(0, 2, 0.0), Span(5, 6, 0.8)]
+    assert alone_times(spans) == pytest.approx([1.0, 1.0, 2.0, 1.0])
+    # half-busy services that never filled the lock did not wait
+    assert alone_times([Span(0, 2, 0.6), Span(0, 2, 0.6)]) == pytest.approx([2.0, 2.0])
+
+
+def test_history_plans_from_alone_times_not_stretched_walls(tmp_path):
+    """Three 0.5 s CPU services recorded on threads: two of them shared the lock for 1.1 s. The
+    planner reads back about 0.5 s for each, and the CPU wait the kernel reported comes off too."""
+    from orchestrator.inputs.history import AttemptRow, History
+
+    with History(tmp_path) as h:
+        for name, start, end, cpu in (("a", 0.0, 1.09, 0.5), ("b", 0.0, 1.10, 0.5), ("d", 1.10, 1.64, 0.5)):
+            h.record(AttemptRow(service=name, run_id="r", runner="threads", attempt=1, outcome="completed",
+                                start=start, end=end, cpu_s=cpu, gil_s=cpu))
+        h.record(AttemptRow(service="p", run_id="r2", runner="processes", attempt=1, outcome="completed",
+                            start=0.0, end=3.0, cpu_s=1.0, cpu_wait_s=1.0))
+        obs = h.observed()
+    assert [obs[n][0].duration_s for n in "abd"] == pytest.approx([0.5, 0.5, 0.5], abs=0.03)
+    assert obs["a"][0].wall_s == pytest.approx(1.09)
+    assert obs["p"][0].duration_s == pytest.approx(2.0)
