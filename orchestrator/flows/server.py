@@ -125,12 +125,14 @@ def drain() -> None:
 
 
 def discard_undelivered() -> int:
-    """Drops the events and log lines Prefect still holds for delivery, and returns how
-    many: for an API that no longer answers, where each would only fail in turn (an event
-    after ten connection attempts), at exit if not before.
+    """Drops the events and log lines Prefect still holds for delivery, and stops the
+    item being sent; returns how many were dropped. For an API that no longer answers,
+    where each would only fail in turn (an event after ten connection attempts), at
+    interpreter exit if not before.
 
     Prefect has no public call for this; its queue services (3.8.8) keep their instances
-    in ``_instances`` and their items in ``_queue``. Anything else is left alone."""
+    in ``_instances``, their items in ``_queue`` and the task sending them in ``_task``,
+    on ``_loop``. Anything else is left alone."""
     if "prefect" not in sys.modules:
         return 0
     import queue
@@ -154,6 +156,9 @@ def discard_undelivered() -> int:
                 pending.put_nowait(None)
                 break
             dropped += 1
+        task, loop = getattr(service, "_task", None), getattr(service, "_loop", None)
+        if task is not None and loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(task.cancel)  # the service ends; a later event starts a new one
     return dropped
 
 # -- critpath's temporary server -------------------------------------------------------------

@@ -118,26 +118,69 @@ def main():
     """Run data services as one Prefect flow, as fast as their longest dependency chain."""
 
 
+def runner_options(f):
+    for opt in reversed([
+        click.option("--runner", type=str, help="threads | processes | dask | ray (default: config, else threads)."),
+        click.option("--workers", type=SLOTS, help="Engine slots: threads, processes, Dask threads or Ray CPUs."),
+        click.option("--address", help="Use an existing Dask scheduler (tcp://host:8786) or Ray cluster (host:6379)."),
+    ]):
+        f = opt(f)
+    return f
+
+
 @main.command()
 @graph_options
+@runner_options
+@prediction_options
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 def plan(graph_file, modules, config_path, select, pools, max_concurrency, time_scale, default_retries,
-         default_timeout, as_json):
-    """Validate and plan a graph: critical path, bounds, simulated makespan."""
-    from ..planning.planner import make_plan
+         default_timeout, runner, workers, address, no_history, cpu_aware, as_json):
+    """Validate and plan a graph: critical path, bounds, simulated and predicted makespan."""
     from ..planning.validate import validate
 
     graph, cfg = load_inputs(graph_file, modules, config_path, pools, time_scale, default_retries,
                              default_timeout)
     validate(graph)
+    runner = runner or cfg.runner
+    check_runner(runner)
     graph = select_services(graph, select, cfg)
-    p = make_plan(graph, max_concurrency or cfg.max_concurrency or cfg.workers or DEFAULT_CONCURRENCY)
+    p, source = plan_for(graph, cfg, runner, max_concurrency, workers, address or cfg.address, no_history,
+                         cfg.cpu_aware if cpu_aware is None else cpu_aware)
+    timed = sorted(s.name for s in graph if s.timeout)
+    if runner == "threads" and timed:
+        click.echo(f"critpath: warning: {len(timed)} service(s) with a timeout run on threads "
+                   f"({', '.join(timed[:3])}{', ...' if len(timed) > 3 else ''}): there a timeout frees the slot but "
+                   "cannot stop a body that holds the interpreter (a C extension, a catastrophic regex); "
+                   "choose --runner processes for such code", err=True)
     if as_json:
-        click.echo(json.dumps(p.to_json(), indent=1))
+        click.echo(json.dumps({**p.to_json(), "max_concurrency_source": source}, indent=1))
         return
     from .render import print_plan
 
-    print_plan(p)
+    print_plan(p, source=source)
+
+
+def plan_for(graph, cfg, runner: str, max_concurrency, workers, address, no_history: bool, cpu_aware: bool):
+    """The plan ``critpath run`` would make with these options, and where its concurrency came from.
+    On a cluster at ``address`` the runner is started to ask it for its cores and capacity."""
+    from contextlib import ExitStack
+
+    from ..execution.engines import started
+    from ..execution.machines import planning_inputs
+    from ..planning.planner import make_plan
+
+    history = None if no_history or not (Path(cfg.state_dir) / "history.sqlite").exists() else _history(cfg, False)
+    given = max_concurrency or cfg.max_concurrency or workers or cfg.workers
+    chosen = choose_concurrency(graph, runner, given, "--max-concurrency" if max_concurrency else "--workers"
+                                if workers else "critpath.toml", address, history)
+    with ExitStack() as stack:
+        engine = None
+        if address:
+            engine = stack.enter_context(started(runner, workers or cfg.workers or DEFAULT_CONCURRENCY, address))
+        inputs = planning_inputs(graph, runner, engine, history)
+        limit = chosen.value or (engine.capacity if engine is not None else DEFAULT_CONCURRENCY)
+        return make_plan(graph, limit, estimates=inputs.estimates, machine=inputs.machine,
+                         cpu_aware=cpu_aware), chosen.source
 
 
 @main.command()
@@ -306,6 +349,126 @@ def prediction_line(p, source: str) -> str:
     return (f"critpath: {predicted}, max concurrency {p.max_concurrency} ({source}); "
             f"estimates from history for {from_history} of {len(p.graph)} services"
             + ("; cpu-aware" if p.cpu_aware else ""))
+
+
+@main.command()
+@graph_options
+@runner_options
+@click.option("--cpu-aware/--no-cpu-aware", default=None, help="The current setting's policy (default: config).")
+@click.option("--max", "max_limit", type=click.IntRange(1, MAX_SLOTS), metavar="N",
+              help="Largest global limit to try (default: 2 x cores, at most the runner's capacity).")
+@click.option("--tolerance", type=_FiniteRange(0, 1, min_open=True, max_open=True), default=0.02, show_default=True,
+              help="Recommend the smallest setting predicted within this fraction of the best.")
+@click.option("--verify", is_flag=True, help="Run real refreshes at the recommended and the current setting.")
+@click.option("--write", "write_toml", is_flag=True, help="Store the recommendation in critpath.toml.")
+@click.option("--warmup", type=click.IntRange(0, 100), default=0, metavar="N",
+              help="Run N refreshes first, to fill the history.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def tune(graph_file, modules, config_path, select, pools, max_concurrency, time_scale, default_retries,
+         default_timeout, runner, workers, address, cpu_aware, max_limit, tolerance, verify, write_toml, warmup,
+         as_json):
+    """Recommend limits from history: predict every setting, pick the smallest near the best."""
+    from contextlib import ExitStack
+
+    from ..execution.engines import started
+    from ..planning.validate import validate
+    from . import tune as t
+    from .tune_page import write_page
+
+    graph, cfg = load_inputs(graph_file, modules, config_path, pools, time_scale, default_retries,
+                             default_timeout)
+    validate(graph)
+    t.check_pools(graph, pools)
+    runner = runner or cfg.runner
+    check_runner(runner)
+    graph = select_services(graph, select, cfg)
+    address = address or cfg.address
+    history = _history(cfg, False)
+    aware = cfg.cpu_aware if cpu_aware is None else cpu_aware
+    given = max_concurrency or cfg.max_concurrency or workers or cfg.workers
+    chosen = choose_concurrency(graph, runner, given, "--max-concurrency", address, history)
+    current = t.Setting(chosen.value or DEFAULT_CONCURRENCY, dict(graph.pools), aware)
+
+    def refresh(setting):
+        """One real refresh at ``setting``, recorded in history; its report."""
+        from ..flows.flow import run as run_graph
+
+        g = type(graph)(graph.declared, setting.pools, graph.source)
+        with _state_lock(cfg.state_dir, wait=True):
+            return run_graph(g, runner, max_concurrency=setting.max_concurrency,
+                             workers=workers or cfg.workers or setting.max_concurrency, address=address,
+                             history=history, cpu_aware=setting.cpu_aware, secrets=cfg.secrets)
+
+    for k in range(warmup):
+        t.say(f"warm-up refresh {k + 1} of {warmup} at {current.max_concurrency} slots")
+        refresh(current)
+    short_by, short = t.history_shortfall(graph, history)
+    if short_by:
+        raise CritpathError(f"tune: history has too few runs of {len(short)} service(s) ({', '.join(short[:3])}"
+                            f"{', ...' if len(short) > 3 else ''}): it needs {t.NEEDED_RUNS} successful runs of each, "
+                            f"{short_by} more; run 'critpath run' {short_by} more time(s), or add --warmup {short_by}")
+    with ExitStack() as stack:
+        engine = stack.enter_context(started(runner, workers or cfg.workers or DEFAULT_CONCURRENCY, address)) \
+            if address else None
+        from ..inputs.cores import local_cores
+
+        cores = engine.cores if engine is not None and engine.cores else local_cores()[0]
+        cap = engine.capacity if engine is not None else (workers or cfg.workers or 10**9)
+        limit = max(1, min(max_limit or max(1, int(round(2 * cores))), cap))
+        result = t.predict_all(graph, runner, engine, history, current, limit, tolerance)
+    if verify:
+        for name in ("recommended", "current"):
+            setting = t.as_setting(result[name])
+            if name == "current" and setting == t.as_setting(result["recommended"]):
+                continue
+            t.say(f"verifying the {name} setting ({setting.max_concurrency} slots"
+                  + (", cpu-aware" if setting.cpu_aware else "") + ")")
+            report = refresh(setting)
+            result["verified"].append({**setting.to_json(), "which": name,
+                                       "predicted_makespan_s": result[name]["predicted_makespan_s"],
+                                       "measured_makespan_s": report["makespan_s"]})
+    page = Path(cfg.state_dir) / "tune.html"
+    result["plot"] = str(write_page(result, page, graph.source or "<python>"))
+    if write_toml:
+        path, created = t.write_config(cfg.path if cfg.path else None, t.as_setting(result["recommended"]))
+        t.say(("created " if created else "updated ") + f"{path} with the recommendation")
+        result["written"] = str(path)
+    if as_json:
+        click.echo(json.dumps(result, indent=1))
+        return
+    click.echo(t.table(result), nl=False)
+    rec = result["recommended"]
+    click.echo(f"recommended: max concurrency {rec['max_concurrency']}"
+               + "".join(f", pool {k}={v}" for k, v in sorted(rec["pools"].items()))
+               + (", cpu-aware" if rec["cpu_aware"] else "")
+               + f" (predicted {rec['predicted_makespan_s']:.2f} s; current {result['current']['predicted_makespan_s']:.2f} s)")
+    for v in result["verified"]:
+        click.echo(f"verified {v['which']}: predicted {v['predicted_makespan_s']:.2f} s, "
+                   f"measured {v['measured_makespan_s']:.2f} s")
+    click.echo(f"plot: {result['plot']}")
+
+
+@main.command()
+@click.argument("names", nargs=-1)
+@click.option("--graph", "graph_file", metavar="FILE", help="Graph file (default: from the config).")
+@click.option("--module", "modules", metavar="IMPORT.PATH", help="Service module(s) (default: from the config).")
+@click.option("--config", "config_path", metavar="FILE", help="Config file.")
+@click.option("--runner", help="Which runner's estimates to show (default: config, else threads).")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def history(names, graph_file, modules, config_path, runner, as_json):
+    """What the duration history holds per service, and the estimate the planner will use."""
+    from . import history_view
+
+    graph, cfg = load_inputs(graph_file, modules, config_path, (), None)
+    unknown = [n for n in names if n not in graph.services]
+    store = _history(cfg, False)
+    if unknown and not set(unknown) <= {r["service"] for r in store.rows(unknown)}:
+        from ..planning.errors import did_you_mean
+
+        raise CritpathError(f"history: unknown service {unknown[0]!r}{did_you_mean(unknown[0], graph.names)}; "
+                            "run 'critpath plan' to list the services")
+    data = history_view.summarise(store, graph, list(names), runner or cfg.runner)
+    click.echo(json.dumps(data, indent=1) if as_json else history_view.render(data), nl=as_json)
 
 
 def resume_command(args: list[str], run_id: str) -> str:
