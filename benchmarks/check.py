@@ -75,6 +75,12 @@ def missed(rows: list[dict]) -> list[str]:
                        f"{r['target_ms_per_hop']:.2f} ms (2 x raw round trip + 5 ms)")
         elif m == "throughput" and r.get("target_met") is False:
             out.append(f"throughput {where}: {r['critpath_per_s']:.0f} services/s < 300")
+        elif m == "prediction":
+            for p in r.get("points", []):
+                if p.get("target_met") is False:
+                    out.append(f"prediction {r['runner']}, {r['graph']} @ {p['concurrency']}: measured "
+                               f"{p['measured_s']:.2f} s is {p['prediction_error']:+.1%} off the predicted "
+                               f"{p['predicted_s']:.2f} s (target 10%)")
         elif m == "planner" and r.get("target_met") is False:
             out.append(f"planner {r['services']:,} services: validate + plan {r['validate_and_plan_s']:.2f} s >= 3 s")
     return out

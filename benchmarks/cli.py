@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 
 import click
 
-MEASURES = ("overhead", "throughput", "efficiency", "planner", "refresh")
+MEASURES = ("overhead", "throughput", "efficiency", "planner", "refresh", "prediction")
 RUNNERS = ("threads", "processes", "dask", "ray")
 
 
@@ -118,7 +118,7 @@ class Bench:
 
             for n in s.planner_sizes:
                 self._case("planner", f"{n:,} services", Planner(n, s.planner_memory), 1)
-        engine_measures = {"overhead", "throughput", "efficiency", "refresh"} & set(s.measures)
+        engine_measures = {"overhead", "throughput", "efficiency", "refresh", "prediction"} & set(s.measures)
         if engine_measures:
             from .server import bench_environment
 
@@ -160,6 +160,11 @@ class Bench:
                             self.log(f"refresh    {name}: skipped, {why}")
                         else:
                             self._case("refresh", name, Refresh(engine, s, graph), 1, name)
+                    if "prediction" in s.measures and name in s.prediction_runners:
+                        from .prediction import Prediction, graphs
+
+                        for label, graph in graphs(s):
+                            self._case("prediction", f"{name} {label}", Prediction(engine, s, graph, label), 1, name)
                 finally:
                     engine.close()
             if "throughput" in s.measures and s.high_concurrency and s.high_concurrency != s.slots:

@@ -99,11 +99,24 @@ def refresh(rows: list[dict]) -> str:
                    for r in rows if not r.get("skipped")])
 
 
+def prediction(rows: list[dict]) -> str:
+    return _table(["runner", "graph", "conc", "predicted s", "simulated s", "measured s", "error", "simulated error",
+                   "met (10%)"],
+                  [[r["runner"], r["graph"], str(p["concurrency"]), _f(p.get("predicted_s")), _f(p.get("simulated_s")),
+                    _f(p.get("measured_s")), _pct(p.get("prediction_error")), _pct(p.get("simulation_error")),
+                    _met(p.get("target_met"))] for r in rows for p in r.get("points", [])])
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{x:+.1%}"
+
+
 SECTIONS = [("overhead", "Critical-path overhead (50-service no-op chain)", overhead),
             ("throughput", "Fan-out throughput (2,000 no-op services)", throughput),
             ("efficiency", "Critical-path efficiency (families and traces, scaled to a 3 s bound)", efficiency),
             ("planner", "Planner scale", planner),
-            ("refresh", "The bundled refresh", refresh)]
+            ("refresh", "The bundled refresh", refresh),
+            ("prediction", "Prediction (predicted against measured makespan, after warm-up runs)", prediction)]
 
 
 def render(doc: dict) -> str:

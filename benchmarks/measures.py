@@ -41,7 +41,7 @@ class Settings:
 
     quick: bool = False
     runners: tuple[str, ...] = ("threads", "processes", "dask", "ray")
-    measures: tuple[str, ...] = ("overhead", "throughput", "efficiency", "planner", "refresh")
+    measures: tuple[str, ...] = ("overhead", "throughput", "efficiency", "planner", "refresh", "prediction")
     slots: int = 8  # every runner's default capacity (orchestrator.flows.flow.DEFAULT_CONCURRENCY)
     high_concurrency: int | None = 64
     hops: int = 50
@@ -67,6 +67,11 @@ class Settings:
     planner_memory: bool = True  # a second, traced (slower) process per size for tracemalloc's peak
     refresh_baselines: bool = True
     refresh_scale: float | None = None  # $CRITPATH_SCALE for the refinery; None: its default
+    #: the prediction measure (benchmarks/prediction.py): runners, warm-up runs, concurrencies
+    prediction_runners: tuple[str, ...] = ("threads", "processes", "dask")
+    prediction_warmups: int = 2
+    prediction_concurrencies: tuple[int, ...] = (1, 2, 4, 8)
+    prediction_refresh: bool = True
 
     @classmethod
     def quick_set(cls, **overrides) -> "Settings":
@@ -75,7 +80,8 @@ class Settings:
                 native_skip=(("overhead", "ray"),),
                 cases=(("chain + shorts", 2), ("pool-constrained", 4), ("montage-chameleon-2mass-005d-001", 8)),
                 solver_time_limit_s=2.0, baseline_concurrencies=(2,), refresh_scale=0.1,
-                refresh_baselines=False, planner_memory=False)
+                refresh_baselines=False, planner_memory=False, prediction_runners=("threads", "processes"),
+                prediction_concurrencies=(1, 2, 4), prediction_refresh=False)
         for k, v in overrides.items():
             setattr(s, k, v)
         return s

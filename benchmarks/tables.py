@@ -128,8 +128,25 @@ def refresh(rows: list[dict]) -> Table:
     return t
 
 
+
+
+def prediction(rows: list[dict]) -> Table:
+    t = _table("6. Prediction: the plan's predicted makespan against the run's, after warm-up runs",
+               "predicted = the planner on the machine model (cores, CPU demand and runner overhead from history); "
+               "simulated = the slot-only simulation without a machine model (what the plan said before). "
+               "error = measured / predicted - 1. Target: |error| <= 10% at every concurrency (goal 5%).",
+               ["runner", "graph", "conc", "cores", "predicted s", "simulated s", "measured s", "error",
+                "simulated error", "met"])
+    for r in rows:
+        for p in r.get("points", []):
+            t.add_row(r["runner"], r["graph"], str(p["concurrency"]), _f(p["cores"], "g"), _f(p["predicted_s"]),
+                      _f(p["simulated_s"]), _f(p["measured_s"]), _f(p["prediction_error"], "+.1%"),
+                      _f(p["simulation_error"], "+.1%"), _met(p["target_met"]))
+    return t
+
+
 RENDER = {"overhead": overhead, "throughput": throughput, "efficiency": efficiency, "planner": planner,
-          "refresh": refresh}
+          "refresh": refresh, "prediction": prediction}
 
 
 def print_tables(results: dict[str, list[dict]], console: Console | None = None) -> None:

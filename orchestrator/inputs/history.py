@@ -214,14 +214,13 @@ def _alone(rows: list[dict]) -> list[float]:
     out = []
     for r in rows:
         wall = max(0.0, (r["end"] or 0.0) - (r["start"] or 0.0)) if r["start"] is not None else 0.0
-        out.append(max(0.0, wall - (r["cpu_wait_s"] or 0.0)))
+        out.append(min(wall, max(0.0, wall - (r["cpu_wait_s"] or 0.0))))
     by_run: dict[str, list[int]] = {}
     for k, r in enumerate(rows):
         if r["runner"] == "threads" and r["start"] is not None and r["end"] is not None:
             by_run.setdefault(r["run_id"], []).append(k)
     for ks in by_run.values():
-        # the spans as they would have been without the CPU waits, so the lock is judged alone
-        spans = [Span(rows[k]["start"], rows[k]["start"] + out[k], rows[k]["gil_s"]) for k in ks]
+        spans = [Span(rows[k]["start"], rows[k]["end"], rows[k]["gil_s"], rows[k]["cpu_wait_s"] or 0.0) for k in ks]
         for k, t in zip(ks, alone_times(spans, 1.0), strict=True):
             out[k] = t
     return out

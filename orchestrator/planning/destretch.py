@@ -8,9 +8,9 @@ would count the contention twice: once in the estimate, once more in the machine
   * CPU cores: the worker reads from the kernel how long the service's thread waited,
     ready to run, for a CPU (``cpu_wait_s``, Linux schedstat); that time comes off.
   * the interpreter lock (threads runner): nothing measures the wait for it, so it is
-    inferred here from the run's recorded intervals. While the lock was saturated (the
-    services running used it ``SATURATED`` of the time or more, each at its average rate
-    CPU seconds / wall seconds over its attempt), a service that was using it
+    inferred here from the run's recorded intervals. While the lock was saturated (two or
+    more services were using it and together held it ``SATURATED`` of the time or more,
+    each at its average rate, CPU seconds / wall seconds over its attempt), a service that was using it
     (rate >= ``USING``) was either on it or waiting for it: its time off the lock in those
     stretches comes off. Outside them, and for services that hardly used it (a sleep, I/O),
     the wall time stands.
@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-SATURATED = 0.85  # share of the lock in use from which its users are taken to wait for it
+SATURATED = 0.75  # share of the lock in use from which its users are taken to wait for it
 USING = 0.1  # a service using the lock less than this share of its time is not waiting for it
 
 
@@ -34,21 +34,32 @@ class Span:
     start: float
     end: float
     cpu_s: float | None  # seconds holding the resource; None: unknown (taken as not using it)
+    cpu_wait_s: float = 0.0  # seconds it waited for a CPU core (measured): not time on the lock either
 
 
 def alone_times(spans: Sequence[Span], capacity: float = 1.0) -> list[float]:
-    """Each span's time without the waits for a resource of ``capacity`` that ``spans`` shared."""
+    """Each span's time without its waits: the CPU waits it measured, and the waits for a resource
+    of ``capacity`` that ``spans`` shared, inferred from how saturated it was while the span ran."""
     wall = [max(0.0, s.end - s.start) for s in spans]
-    rate = [min(1.0, s.cpu_s / wall[j]) if s.cpu_s is not None and wall[j] > 0 else 0.0
+    own = [max(0.0, wall[j] - (s.cpu_wait_s or 0.0)) for j, s in enumerate(spans)]  # minus CPU waits
+    rate = [min(1.0, s.cpu_s / own[j]) if s.cpu_s is not None and own[j] > 0 else 0.0
             for j, s in enumerate(spans)]
     points = sorted({t for s in spans for t in (s.start, s.end)})
-    waited = [0.0] * len(spans)
+    saturated = [0.0] * len(spans)  # wall seconds of each span during which the resource was saturated
     for a, b in zip(points, points[1:], strict=False):
         mid = (a + b) / 2
         active = [j for j, s in enumerate(spans) if s.start <= mid < s.end]
-        if sum(rate[j] for j in active) < SATURATED * capacity:
+        users = [j for j in active if rate[j] >= USING]
+        # waiting needs someone to wait for: one service alone on the lock waited for nobody
+        if len(users) >= 2 and sum(rate[j] for j in users) >= SATURATED * capacity:
+            for j in active:
+                saturated[j] += b - a
+    out = []
+    for j, s in enumerate(spans):
+        if rate[j] < USING or wall[j] <= 0:
+            out.append(own[j])
             continue
-        for j in active:
-            if rate[j] >= USING:
-                waited[j] += (b - a) * (1.0 - rate[j])
-    return [max(0.0, wall[j] - waited[j]) for j in range(len(spans))]
+        # of its own time, the saturated share not spent holding the resource was spent waiting for it
+        share = saturated[j] / wall[j]
+        out.append(max(0.0, own[j] - share * (own[j] - (s.cpu_s or 0.0))))
+    return out

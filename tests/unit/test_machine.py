@@ -162,12 +162,13 @@ def test_time_waiting_for_the_lock_comes_off_and_idle_time_stays():
     spans = [Span(0, 2, 1.0), Span(0, 2, 1.0), Span(0, 2, 0.0), Span(5, 6, 0.8)]
     assert alone_times(spans) == pytest.approx([1.0, 1.0, 2.0, 1.0])
     # half-busy services that never filled the lock did not wait
-    assert alone_times([Span(0, 2, 0.6), Span(0, 2, 0.6)]) == pytest.approx([2.0, 2.0])
+    assert alone_times([Span(0, 2, 0.7), Span(0, 2, 0.7)]) == pytest.approx([2.0, 2.0])
 
 
 def test_history_plans_from_alone_times_not_stretched_walls(tmp_path):
-    """Three 0.5 s CPU services recorded on threads: two of them shared the lock for 1.1 s. The
-    planner reads back about 0.5 s for each, and the CPU wait the kernel reported comes off too."""
+    """Three 0.5 s CPU services recorded on threads: a and b shared the lock for 1.1 s, and read back
+    about 0.5 s each; d ran alone (0.54 s, waiting for nobody) and keeps its wall time. On processes
+    the CPU wait the kernel reported comes off."""
     from orchestrator.inputs.history import AttemptRow, History
 
     with History(tmp_path) as h:
@@ -177,6 +178,6 @@ def test_history_plans_from_alone_times_not_stretched_walls(tmp_path):
         h.record(AttemptRow(service="p", run_id="r2", runner="processes", attempt=1, outcome="completed",
                             start=0.0, end=3.0, cpu_s=1.0, cpu_wait_s=1.0))
         obs = h.observed()
-    assert [obs[n][0].duration_s for n in "abd"] == pytest.approx([0.5, 0.5, 0.5], abs=0.03)
+    assert [obs[n][0].duration_s for n in "abd"] == pytest.approx([0.5, 0.5, 0.54], abs=0.03)
     assert obs["a"][0].wall_s == pytest.approx(1.09)
     assert obs["p"][0].duration_s == pytest.approx(2.0)
