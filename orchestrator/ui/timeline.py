@@ -250,12 +250,31 @@ def _stats(report: dict, counts: dict) -> str:
                                  f"started {when}" if when else "",
                                  f"flow run <code>{_esc(report['flow_run_id'])}</code>"
                                  if report.get("flow_run_id") else "") if p)
-    cards = [("makespan", _secs(makespan), "first dispatch to last completion"),
-             ("critical path", _secs(_num(report.get("critical_path_s"))), "planned, from estimates"),
-             ("lower bound", _secs(lower), "no schedule can beat this"),
-             ("efficiency", "—" if eff is None else f"{eff:.0%}", "lower bound / makespan"),
-             ("simulated makespan", _secs(_num(report.get("simulated_makespan_s"))), "the planner's list schedule"),
-             ("total work", _secs(_num(report.get("total_work_s"))), "sum of estimates"),
+    measured_lower = _num(report.get("measured_lower_bound_s"))
+    predicted = _num(report.get("predicted_makespan_s"))
+    error = _num(report.get("prediction_error"))
+    cores = _num(report.get("cores"))
+    # two families of figures, each named for what it measures: "as run" from the durations the
+    # services really took (how tightly the dispatcher packed them), "planned" from the plan (how
+    # long the run took against what was possible on paper: contention shows up here)
+    packing = eff if measured_lower is not None else None
+    planned_eff = lower / makespan if lower is not None and makespan else None
+    cards = [("makespan", _secs(makespan), "as run: first dispatch to last completion"),
+             ("predicted makespan", _secs(predicted) + (f" ({error:+.0%})" if error is not None else ""),
+              "planned: on the machine model" + (f" ({cores:g} cores)" if cores else "")
+              + "; in brackets, how far the run was from it"),
+             ("critical path as run", _secs(_num(report.get("measured_critical_path_s"))),
+              "as run: the longest chain of the durations the services took"),
+             ("lower bound as run", _secs(measured_lower), "as run: no schedule of these durations could be faster"),
+             ("packing", "—" if packing is None else f"{packing:.0%}",
+              "as run: lower bound as run / makespan, how tightly the services were packed"),
+             ("planned critical path", _secs(_num(report.get("critical_path_s"))), "planned: from estimates"),
+             ("planned lower bound", _secs(lower), "planned: from estimates, cores and limits"),
+             ("planned efficiency", "—" if planned_eff is None else f"{planned_eff:.0%}",
+              "planned lower bound / makespan: low when services ran slower than planned"),
+             ("simulated makespan", _secs(_num(report.get("simulated_makespan_s"))),
+              "planned: the list schedule on slots alone, no contention, no overhead"),
+             ("total work", _secs(_num(report.get("total_work_s"))), "planned: sum of estimates"),
              ("max concurrency", _esc(report.get("max_concurrency") or "—"), "slots"),
              *((k, str(n), f"services {k}") for k, n in counts.items() if n or k != "not run")]
     return (f'<p class="sub">{sub}</p><dl class="stats">'

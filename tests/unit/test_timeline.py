@@ -253,3 +253,23 @@ def test_write_timeline_is_atomic(tmp_path, monkeypatch):
         write_timeline(synthetic_report(20, 2), target)
     assert target.read_text(encoding="utf-8") == render_html(sample())  # the old page, whole
     assert [p.name for p in target.parent.iterdir()] == ["timeline.html"]  # no temp file left
+
+
+def _cards(page: str) -> dict[str, tuple[str, str]]:
+    """The stat cards: name -> (value, what it measures)."""
+    found = re.findall(r'<div class="[^"]*" title="([^"]*)"><dt>([^<]*)</dt><dd>([^<]*)</dd></div>', page)
+    return {name: (value, title) for title, name, value in found}
+
+
+def test_planned_and_as_run_figures_are_named_for_what_they_measure():
+    """A run stretched by contention: the plan said 10.3 s was possible, it took 52.3 s, and its
+    services were packed tightly (the bound from their own durations is 52.3 s). The page shows
+    both efficiencies, each labelled, and the prediction beside the makespan."""
+    report = {**sample(), "makespan_s": 52.34, "lower_bound_s": 10.30, "critical_path_s": 10.30,
+              "measured_lower_bound_s": 52.32, "measured_critical_path_s": 52.32, "efficiency": 52.32 / 52.34,
+              "predicted_makespan_s": 50.0, "prediction_error": 52.34 / 50.0 - 1, "cores": 2}
+    cards = _cards(render_html(report))
+    assert cards["packing"][0] == "100%" and cards["packing"][1].startswith("as run")
+    assert cards["planned efficiency"][0] == "20%" and "planned lower bound / makespan" in cards["planned efficiency"][1]
+    assert cards["predicted makespan"][0].startswith("50.00 s (+5%)") and "2 cores" in cards["predicted makespan"][1]
+    assert cards["planned lower bound"][0].startswith("10.30") and cards["lower bound as run"][0].startswith("52.32")
