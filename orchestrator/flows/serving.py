@@ -26,11 +26,15 @@ def refresh(folder: str = ".", config: str | None = None, graph: str | None = No
             workers: int | None = None, address: str | None = None):
     """One refresh of the project in ``folder``, inside this flow run."""
     import threading
+    import uuid
     from contextlib import nullcontext
 
     from ..execution.control import RunControl, cancel_on_signals
     from ..execution.engines import started
+    from ..execution.machines import planning_inputs
+    from ..execution.recording import HistoryObserver
     from ..execution.report import write_report
+    from ..inputs.history import History
     from ..inputs.project import load_inputs
     from ..inputs.project import select as select_services
     from ..planning.planner import make_plan
@@ -53,10 +57,17 @@ def refresh(folder: str = ".", config: str | None = None, graph: str | None = No
     control = RunControl()
     main = threading.current_thread() is threading.main_thread()
     with cancel_on_signals(control) if main else nullcontext():
-        with started(name, workers or cfg.workers or limit or DEFAULT_CONCURRENCY, address or cfg.address) as r:
-            plan = make_plan(g, limit or r.capacity)
+        with started(name, workers or cfg.workers or limit or DEFAULT_CONCURRENCY, address or cfg.address) as r, \
+                History(cfg.state_dir, keep_runs=cfg.history_runs) as history:
+            # served refreshes plan from history and add to it, as `critpath run` does
+            inputs = planning_inputs(g, r.name, r, history)
+            plan = make_plan(g, limit or r.capacity, estimates=inputs.estimates, machine=inputs.machine,
+                             cpu_aware=cfg.cpu_aware)
+            recording = HistoryObserver(history, uuid.uuid4().hex, r.name, inputs.machine.cores,
+                                        plan.max_concurrency, g.pools)
             result: dict = {}
-            outcome = refresh_in_flow(plan, r, (), result, control if main else None)
+            outcome = refresh_in_flow(plan, r, (recording,), result, control if main else None,
+                                      secrets=cfg.secrets)
     report = result["report"]
     runs = Path(cfg.state_dir) / "runs"
     write_report(report, runs / f"{report['flow_run_id']}.json")
