@@ -18,10 +18,12 @@ RUNNERS = {
 }
 
 
-def make_runner(name: str, workers: int, address: str | None = None):
-    """The runner called ``name`` (one of ``RUNNERS``; the caller has checked it)."""
+def make_runner(name: str, workers: int, address: str | None = None, code=None):
+    """The runner called ``name`` (one of ``RUNNERS``; the caller has checked it). ``code``
+    (a ``base.Code``): the service code a cluster runner ships to its workers, or checks for."""
     module, _, cls = RUNNERS[name].partition(":")
+    extra = {} if code is None else {"code": code}  # only the cluster runners take it
     try:
-        return getattr(importlib.import_module(module), cls)(workers=workers, address=address)
+        return getattr(importlib.import_module(module), cls)(workers=workers, address=address, **extra)
     except ValueError as exc:
         raise RunnerSetupError(str(exc)) from None

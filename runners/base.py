@@ -20,6 +20,12 @@ the worker and in every log record its process creates. A job names the environm
 variables holding the run's secrets (``Job.secrets``), registered before the body runs;
 an outcome names those its worker knows (``Outcome.secret_names``), for the dispatcher
 to pass on to the jobs that follow.
+
+Shipped code: on a cluster, the project's service code travels with the refresh
+(``Code``, computed by the orchestrator: which files, their content hash). A service
+whose module, or a module it imports, is missing on its worker cannot succeed on a
+retry there: its outcome is ``permanent`` and names the module and the worker, and the
+dispatcher fails the service at once instead of spending its retries.
 """
 from __future__ import annotations
 
@@ -50,6 +56,34 @@ class Job:
 
 
 @dataclass(frozen=True)
+class Code:
+    """The service code a cluster runner ships with a refresh: plain data, made by the
+    orchestrator (``orchestrator.execution.shipping``), read by the Dask and Ray runners.
+
+    ``folder`` holds one entry per top-level package or module in ``modules`` (the
+    project's service code and critpath's own ``runners``), ``archive`` the same files as a
+    zip; both are named by ``version``, the content hash of the files, so an unchanged
+    project is never sent twice and two versions never share a folder. ``imports`` are the
+    modules from elsewhere (site-packages) that code imports: each worker is asked for them
+    before anything runs. ``requirements`` (pip specifiers) are installed on the workers
+    first. With ``ship`` false nothing is sent: the workers are checked for ``modules`` and
+    ``imports`` instead (their image has the code)."""
+
+    version: str = ""
+    modules: tuple[str, ...] = ()
+    folder: str | None = None
+    archive: str | None = None
+    #: (module, a file of the shipped code that imports it): third-party modules the workers need
+    imports: tuple[tuple[str, str], ...] = ()
+    requirements: tuple[str, ...] = ()
+    ship: bool = True
+    size: int = 0  # bytes, uncompressed
+    #: knobs the services read that every worker must see alike (CRITPATH_WAREHOUSE: one warehouse
+    #: for all), each with its value here (None: not set here)
+    shared_env: tuple[tuple[str, str | None], ...] = ()
+
+
+@dataclass(frozen=True)
 class Outcome:
     key: str
     ok: bool
@@ -70,6 +104,9 @@ class Outcome:
     #: seconds the body's thread was ready to run but waited for a CPU (Linux schedstat): how
     #: much other work on the machine stretched it; None where the kernel does not say
     cpu_wait_s: float | None = None
+    #: the failure cannot go away on a retry (the service's module, or one it imports, is missing
+    #: on this worker): the dispatcher fails the service at once
+    permanent: bool = False
 
 
 Done = Callable[["Outcome | BaseException"], None]
@@ -349,15 +386,22 @@ def execute(job: Job) -> Outcome:
     logs: list = []
     _capture.buffers[me] = logs
     start, cpu0, thread0, wait0 = time.time(), time.process_time(), time.thread_time(), _run_delay()
+    importing, permanent = False, False
     try:
         if job.call is not None:
-            resolve(job.call)(**dict(job.params))
+            importing = True
+            body = resolve(job.call)
+            importing = False
+            body(**dict(job.params))
         else:
             _synthetic(job.duration or 0.0, job.kind)
         ok, err, tb = True, None, None
     except BaseException as exc:  # a service's failure is data, not a crash
         ok = False
         err, tb = describe_exception(exc)
+        if (importing and isinstance(exc, ImportError)) or isinstance(exc, ModuleNotFoundError):
+            permanent = True  # the same worker, the same environment: a retry cannot help
+            err = missing_module(exc, job.call, err)
     finally:
         end, cpu1, thread1, wait1 = time.time(), time.process_time(), time.thread_time(), _run_delay()
         _capture.buffers.pop(me, None)
@@ -366,7 +410,20 @@ def execute(job: Job) -> Outcome:
         captured = tuple((c, lv, name, redact(msg)) for c, lv, name, msg in captured)
         err, tb = redact(err), redact(tb)
     return Outcome(job.key, ok, start, end, worker_name(), captured, err, tb, _secret_names,
-                   cpu1 - cpu0, thread1 - thread0, None if wait0 is None or wait1 is None else wait1 - wait0)
+                   cpu1 - cpu0, thread1 - thread0, None if wait0 is None or wait1 is None else wait1 - wait0,
+                   permanent)
+
+
+def missing_module(exc: BaseException, call: str | None, error: str) -> str:
+    """``error`` (an import failure) said as what it is: which module, needed by what, is
+    missing on which worker, and what to do; the service is failed without a retry."""
+    name = getattr(exc, "name", None)
+    module = (call or "").partition(":")[0]
+    what = f"module {name!r}" if name else "a module"
+    by = f" (needed by {module})" if module and name != module else ""
+    return (f"{error} [{what}{by} cannot be imported on worker {worker_name()}: a retry cannot help, so "
+            "the service failed at once; install it on the workers, add it to requirements in critpath.toml, "
+            "or ship it with the project's code]")
 
 
 def _run_delay() -> float | None:
@@ -401,3 +458,50 @@ def probe(address: str, default_port: int, timeout: float = 30.0) -> None:
         socket.create_connection((host, port), timeout=timeout).close()
     except OSError as exc:
         raise ConnectionError(f"nothing answers at {host}:{port} ({exc.strerror or exc})") from None
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def missing_modules(missing: dict[str, list[str]], code: Code) -> str:
+    """One line: each module some workers cannot import (``missing``: module -> where, e.g.
+    "Dask worker tcp://10.0.0.5:4455"), which file needs it, and what to do."""
+    needed_by = dict(code.imports)
+    parts = []
+    for module, where in sorted(missing.items()):
+        by = f" (imported by {needed_by[module]})" if needed_by.get(module) else ""
+        more = f" and {len(where) - 1} more" if len(where) > 1 else ""
+        parts.append(f"module {module!r}{by} is missing on {where[0]}{more}")
+    shipped = code.ship and bool(code.archive or code.folder)
+    if "runners" in missing:
+        hint = ("critpath's worker code (runners) is not there: leave ship on (the default) to send it, or install "
+                "critpath on the workers")
+    elif not shipped and set(missing) & set(code.modules):
+        hint = "ship = false, so the workers must have the service code: install it there, or set ship = true"
+    else:
+        hint = "install it on the workers, or list it in requirements in critpath.toml"
+    return "; ".join(parts) + f": {hint}"
+
+
+def shared_env_problem(code: Code, seen: dict[str, dict], forwarded: bool = False) -> str | None:
+    """What is wrong, in one line, when the workers (``seen``: where -> the environment a probe
+    saw there) do not all see the knobs of ``code.shared_env`` alike, as absolute paths (a
+    relative one, or none, is a folder of each worker's own); None when nothing is.
+    ``forwarded``: the runner passes this process's value on to its workers (Ray)."""
+    for name, here in code.shared_env:
+        values = {where: (env or {}).get(name) for where, env in seen.items()}
+        bad = {w: v for w, v in values.items()
+               if not v or not os.path.isabs(v) or (here and os.path.isabs(here) and v != here)}
+        if not bad and len(set(values.values())) <= 1:
+            continue
+        where, value = next(iter(sorted(bad.items()))) if bad else next(iter(sorted(values.items())))
+        sees = f"sees {name}={value}" if value else f"does not have {name} set"
+        want = here if here and os.path.isabs(here) else "/a/folder/every/worker/shares"
+        where_to = ("here: critpath passes it on to the workers" if forwarded
+                    else "in the workers' environment" + ("" if here and os.path.isabs(here) else ", and here"))
+        return (f"the services read {name}, and every worker must use the same one: {where} {sees}"
+                + (f" ({len(bad) - 1} more alike)" if len(bad) > 1 else "")
+                + f"; set {name}={want} (an absolute path every worker reaches) {where_to}")
+    return None

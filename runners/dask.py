@@ -18,6 +18,17 @@ worker, so such a death is reported as ``RestartedWorkerLost`` and the dispatche
 decides what to do (it sends the job again). A job is "exposed" when it was live
 while one of our restarts was under way; only exposed jobs that die with
 ``KilledWorker`` are reported so.
+
+An existing scheduler (``address``): its workers run elsewhere, in an environment of their
+own. Before anything runs, every worker is asked (``bootstrap.probe``, sent by value, so
+it runs where ``runners`` is missing too; with a timeout) for the modules the services need
+and critpath's own ``runners``; a missing one is one error naming it and the worker. With
+``code`` (``base.Code``) the service code is shipped: its zip, named by its content hash,
+is a worker plugin (distributed's ``UploadFile``, registered once per version, so an
+unchanged project is not sent again and a worker that joins later gets it too), and each
+job runs through ``bootstrap.run_job``, which unpacks that version into a folder of its own
+and imports the service from there (see ``runners/bootstrap.py``). ``code.requirements``
+are installed first (distributed's ``PipInstall``).
 """
 from __future__ import annotations
 
@@ -31,7 +42,26 @@ from contextlib import ExitStack
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from .base import Done, Job, RestartedWorkerLost, WorkerLost, execute, probe, warm
+from . import bootstrap
+from .base import (
+    Code,
+    Done,
+    Job,
+    RestartedWorkerLost,
+    RunnerSetupError,
+    WorkerLost,
+    execute,
+    first_line,
+    missing_modules,
+    probe,
+    shared_env_problem,
+    warm,
+)
+
+#: how long the workers may take to answer critpath's checks and its warm-up
+CHECK_TIMEOUT_S = 60.0
+CODE_PLUGIN = bootstrap.PREFIX  # + version: the worker plugin that uploads one version
+KEEP_PLUGINS = 3  # code versions a scheduler keeps for workers that join later
 
 
 class _IgnoreCtrlC(WorkerPlugin):
@@ -48,9 +78,12 @@ class _IgnoreCtrlC(WorkerPlugin):
 class DaskRunner:
     name = "dask"
 
-    def __init__(self, workers: int = 4, address: str | None = None):
+    def __init__(self, workers: int = 4, address: str | None = None, code: Code | None = None):
         self.workers = workers
         self.address = address
+        self.code = code
+        #: (version, top-level modules) of the shipped code the jobs run with; None: as installed
+        self._shipped: tuple[str, tuple[str, ...]] | None = None
         self.capacity = workers
         self.cores: float | None = None
         self._stack = ExitStack()
@@ -99,7 +132,9 @@ class DaskRunner:
                 # the worker processes, which are in its process group; a worker that the
                 # nanny starts again after a cancel must not die of it with a traceback
                 self.client.register_plugin(_IgnoreCtrlC(), name="critpath-ignore-ctrl-c")
-            self.client.gather([self.client.submit(warm, i, pure=False) for i in range(self.capacity)])
+            if self.address or self.code is not None:
+                self._prepare_workers()
+            self._warm()
             gatherer = threading.Thread(target=self._gather_loop, name="critpath-dask-gather", daemon=True)
             gatherer.start()
             self._stack.callback(gatherer.join)
@@ -111,6 +146,104 @@ class DaskRunner:
 
     def __exit__(self, *exc):
         self._stack.close()
+
+    # -- the workers' code -------------------------------------------------------------------
+
+    def _prepare_workers(self) -> None:
+        """Install the requirements, ship the code, and check every worker has what the
+        services need, before anything runs; a problem is one ``RunnerSetupError``."""
+        code = self.code or Code(ship=False)
+        if code.requirements:
+            from distributed.diagnostics.plugin import PipInstall
+
+            try:
+                self.client.register_plugin(PipInstall(list(code.requirements)), name="critpath-requirements")
+            except Exception as exc:
+                raise RunnerSetupError(f"installing requirements {', '.join(code.requirements)} on the Dask workers "
+                                       f"failed: {first_line(exc)}") from None
+        if code.ship and code.archive:
+            self._ship(code)
+            self._shipped = (code.version, tuple(code.modules))
+            wanted = [m for m, _ in code.imports]
+        else:  # nothing shipped: the workers must have the services and critpath's runners
+            wanted = ["runners", *code.modules, *(m for m, _ in code.imports)]
+        self._check(wanted, code)
+
+    def _ship(self, code: Code) -> None:
+        from distributed.diagnostics.plugin import UploadFile
+
+        name = CODE_PLUGIN + code.version
+        try:
+            held = self.client.run_on_scheduler(_remote("plugins_on_scheduler"), callback_timeout=CHECK_TIMEOUT_S)
+            if name not in held:  # an unchanged project is not sent again
+                self.client.register_plugin(UploadFile(code.archive, load=False), name=name)
+                older = [n for n in held if n.startswith(CODE_PLUGIN) and n != name]
+                for old in older[:max(0, len(older) - KEEP_PLUGINS + 1)]:
+                    self.client.unregister_worker_plugin(old)
+        except RunnerSetupError:
+            raise
+        except Exception as exc:
+            raise RunnerSetupError(f"could not ship the service code ({code.size / 2**20:.1f} MiB, version "
+                                   f"{code.version}) to the Dask workers at {self.address}: "
+                                   f"{type(exc).__name__}: {first_line(exc)}") from None
+
+    def _check(self, wanted: list[str], code: Code) -> None:
+        """Every worker can import ``wanted``: one error naming each missing module and worker."""
+        try:
+            answers = self.client.run(_remote("probe"), list(dict.fromkeys(wanted)),
+                                      [n for n, _ in code.shared_env], on_error="return",
+                                      callback_timeout=CHECK_TIMEOUT_S)
+        except Exception as exc:  # the timeout, or the scheduler gone
+            raise RunnerSetupError(f"the Dask workers at {self.address} did not answer critpath's check within "
+                                   f"{CHECK_TIMEOUT_S:g} s ({type(exc).__name__}: {first_line(exc)}); check that "
+                                   "they are running and can reach this machine") from None
+        missing: dict[str, list[str]] = {}
+        if "runners" in wanted:  # the scheduler unpickles every task: `execute` and its Job too
+            try:
+                answers = {**answers, f"the Dask scheduler {self.address}": self.client.run_on_scheduler(
+                    _remote("probe"), ["runners"], (), callback_timeout=CHECK_TIMEOUT_S)}
+            except Exception as exc:
+                raise RunnerSetupError(f"the Dask scheduler at {self.address} did not answer critpath's check "
+                                       f"({type(exc).__name__}: {first_line(exc)})") from None
+        for addr, answer in sorted(answers.items()):
+            if isinstance(answer, BaseException):
+                raise RunnerSetupError(f"the Dask worker {addr} failed critpath's check: {type(answer).__name__}: "
+                                       f"{first_line(answer)}")
+            for m in answer["missing"]:
+                missing.setdefault(m, []).append(addr if addr.startswith("the ") else f"Dask worker {addr}")
+        if missing:
+            raise RunnerSetupError(missing_modules(missing, code))
+        problem = shared_env_problem(code, {f"Dask worker {addr}": answer["env"] for addr, answer in answers.items()
+                                            if not addr.startswith("the ")})
+        if problem:
+            raise RunnerSetupError(problem)
+
+    def _warm(self) -> None:
+        """A job on every slot before the clock starts (with the shipped code: each worker
+        unpacks it now), within ``CHECK_TIMEOUT_S``."""
+        from distributed import wait
+
+        if self._shipped is not None:
+            job = _fields(Job("warm#1", "warm", duration=0.0))
+            futs = [self.client.submit(_remote("run_job"), {**job, "key": f"warm#{i}"}, *self._shipped, pure=False)
+                    for i in range(self.capacity)]
+        else:
+            futs = [self.client.submit(warm, i, pure=False) for i in range(self.capacity)]
+        try:
+            wait(futs, timeout=CHECK_TIMEOUT_S)
+        except Exception:
+            for f in futs:
+                f.cancel()
+            where = f" at {self.address}" if self.address else ""
+            raise RunnerSetupError(f"the Dask workers{where} ran none of critpath's warm-up jobs within "
+                                   f"{CHECK_TIMEOUT_S:g} s: check that the workers are alive and have memory and "
+                                   "threads free (the scheduler's dashboard, or its log, says why)") from None
+        for f in futs:
+            if f.status != "finished":
+                exc = f.exception()
+                raise RunnerSetupError(f"a warm-up job failed on the Dask workers: {type(exc).__name__}: "
+                                       f"{first_line(exc)}")
+        self.client.gather(futs)
 
     def _gather_loop(self) -> None:
         while (fut := self._finished.get()) is not None:
@@ -165,7 +298,11 @@ class DaskRunner:
             self._live[key] = done
             if self._restarting:
                 self._exposed.add(key)
-        fut = self.client.submit(execute, job, key=key, pure=False, priority=priority, retries=0)
+        if self._shipped is not None:  # the job as plain data: unpickled before `runners` is on the path
+            fut = self.client.submit(_remote("run_job"), _fields(job), *self._shipped, key=key, pure=False,
+                                     priority=priority, retries=0)
+        else:
+            fut = self.client.submit(execute, job, key=key, pure=False, priority=priority, retries=0)
         fut.add_done_callback(self._finished.put)
         return fut
 
@@ -199,3 +336,15 @@ class DaskRunner:
         finally:
             with self._lock:
                 self._restarting -= 1
+
+
+def _remote(name: str):
+    """``bootstrap.<name>``, sent by value: it runs where ``runners`` cannot be imported."""
+    return bootstrap.detached()[name]
+
+
+def _fields(job: Job) -> dict:
+    import dataclasses
+
+    return {f.name: getattr(job, f.name) for f in dataclasses.fields(job)}
+

@@ -5,13 +5,29 @@ Ray-side retries: the dispatcher owns retries). Completion comes back through
 ``ObjectRef.future()``'s done-callback. Cancelling forces the worker process to
 exit, which is the only way to stop a body that is stuck.
 
+A local instance is always a private one (``address="local"``): whatever else runs on the
+machine, and whatever a stopped ``ray start --head`` left behind (``ray_current_cluster``),
+is never joined.
+
+Code: with ``code`` (``base.Code``, the orchestrator's description of the project's service
+code), the job's ``runtime_env`` ships it (``py_modules``: one package per top-level
+name of the staged copy, which Ray content-hashes, so an unchanged project is not uploaded
+again, and whose workers serve this job alone, so two versions never mix), with
+``code.requirements`` as its ``pip``. Ray also puts the driver's folder first on its workers'
+``sys.path``; each worker moves the shipped packages ahead of it once, so a service runs
+the shipped copy on one machine as on many. Nothing else gives workers this process's
+folders: a service module that is not shipped, installed on the cluster or in the driver's
+folder (for a local instance) is not found, as it would not be on a cluster. Before
+anything runs, every node is asked (``bootstrap.probe``, sent by value, with a timeout) for
+the modules the services import from elsewhere, and, when nothing is shipped, for the
+services and critpath's ``runners``: a missing one is one error naming it and the node.
+
 Environment: Ray writes a job's ``runtime_env`` in clear to its session logs
-(``runtime_env_agent.log``), so nothing that may be a credential
-goes there. A local instance is started from this process, and its workers
-inherit this environment as it is: ``runtime_env`` carries only ``PYTHONPATH``.
-An existing cluster's workers have their own environment; they also get the
-refresh's documented knobs (``FORWARDED``: settings, not credentials). Secrets
-for services on a cluster come from Prefect Secret blocks
+(``runtime_env_agent.log``), so nothing that may be a credential goes there. A local
+instance is started from this process, and its workers inherit this environment as it
+is. An existing cluster's workers have their own environment; they also get the
+refresh's documented knobs (``FORWARDED``: settings, not credentials). Secrets for
+services on a cluster come from Prefect Secret blocks
 (``orchestrator.flows.credentials.secret``) or from the cluster's own environment.
 """
 from __future__ import annotations
@@ -19,20 +35,50 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 
-from .base import Done, Job, WorkerLost, execute, probe
+from . import bootstrap
+from .base import (
+    Code,
+    Done,
+    Job,
+    RunnerSetupError,
+    WorkerLost,
+    execute,
+    first_line,
+    missing_modules,
+    probe,
+    shared_env_problem,
+)
 
 #: Environment variables an existing cluster's workers get from here: the knobs services read
 #: (README, "The bundled refresh"). Never every CRITPATH_* variable: one may hold a password.
 FORWARDED = ("CRITPATH_SCALE", "CRITPATH_WAREHOUSE", "CRITPATH_FAULT")
+#: how long the cluster may take to answer critpath's checks and its warm-up (a first run of a
+#: runtime_env unpacks the code on every node)
+CHECK_TIMEOUT_S = 120.0
+#: ... when the runtime_env also pip-installs ``code.requirements`` on every node
+INSTALL_TIMEOUT_S = 900.0
+
+
+def runtime_env_for(code: Code | None, env: dict[str, str]) -> dict:
+    """The job's ``runtime_env``: the forwarded knobs, the shipped code, its requirements."""
+    out: dict = {"env_vars": dict(env)}
+    if code is not None and code.ship and code.folder:
+        out["py_modules"] = [os.path.join(code.folder, top if os.path.isdir(os.path.join(code.folder, top))
+                                          else f"{top}.py") for top in code.modules]
+    if code is not None and code.requirements:
+        out["pip"] = list(code.requirements)
+    return out
 
 
 class RayRunner:
     name = "ray"
 
-    def __init__(self, workers: int = 4, address: str | None = None):
+    def __init__(self, workers: int = 4, address: str | None = None, code: Code | None = None):
         self.workers = workers
         self.address = address
+        self.code = code
         self.capacity = workers
         self.cores: float | None = None
         self._started = False
@@ -42,31 +88,90 @@ class RayRunner:
 
         # local workers inherit this environment; only a remote cluster's need the knobs
         env = {k: os.environ[k] for k in FORWARDED if k in os.environ} if self.address else {}
-        # Ray workers do not inherit the driver's sys.path: give them the project's
-        # folders (where service modules live), not site-packages, which they have
-        own = [p for p in sys.path if p and os.path.isdir(p) and "site-packages" not in p
-               and not p.startswith(sys.base_prefix)]
-        paths = dict.fromkeys([os.getcwd(), *own, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])
-        env["PYTHONPATH"] = os.pathsep.join(paths)
         kwargs = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False,
-                      runtime_env={"env_vars": env})
+                      runtime_env=runtime_env_for(self.code, env))
         if ray.is_initialized():  # a user's own ray.init() wins
             pass
         elif self.address:
             if self.address != "auto":
                 probe(self.address.removeprefix("ray://"), 6379)
-            ray.init(address=self.address, **kwargs)
+            with _stderr_kept() as said:  # Ray's C++ client reports a refused token there, once a second
+                try:
+                    ray.init(address=self.address, **kwargs)
+                except Exception as exc:
+                    said.failed = True
+                    raise _explained(exc, self.address, said.text()) from None
             self._started = True
         else:
-            # a local instance talks over loopback only, not the machine's interface address
-            ray.init(num_cpus=self.workers, _node_ip_address="127.0.0.1", **kwargs)
+            # a private instance, whatever else runs here (a stale ray_current_cluster included); it
+            # talks over loopback only, not the machine's interface address
+            ray.init(address="local", num_cpus=self.workers, _node_ip_address="127.0.0.1", **kwargs)
             self._started = True
-        if self.address:
-            self.cores = float(ray.cluster_resources().get("CPU", self.workers))
-            self.capacity = int(self.cores)
-        self._execute = ray.remote(num_cpus=1, max_retries=0)(execute)
-        self.warm()
+        try:
+            if self.address:
+                self.cores = float(ray.cluster_resources().get("CPU", self.workers))
+                self.capacity = int(self.cores)
+            shipped = self.code is not None and self.code.ship and bool(self.code.folder)
+            if self.address or self.code is not None:
+                self._check(shipped)
+            if shipped:
+                modules = tuple(self.code.modules)
+                body = ray.remote(num_cpus=1, max_retries=0)(execute_shipped)
+                self._execute = _Bound(body, modules)
+            else:
+                self._execute = ray.remote(num_cpus=1, max_retries=0)(execute)
+            self.warm()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
         return self
+
+    def _timeout(self) -> float:
+        return INSTALL_TIMEOUT_S if self.code is not None and self.code.requirements else CHECK_TIMEOUT_S
+
+    def _check(self, shipped: bool) -> None:
+        """Every node can import what the services need (and ``runners`` when it is not
+        shipped): one ``RunnerSetupError`` naming each missing module and node."""
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        code = self.code or Code(ship=False)
+        wanted = [m for m, _ in code.imports] if shipped else ["runners", *code.modules, *(m for m, _ in code.imports)]
+        # sent by value: it runs where `runners` cannot be imported
+        check = ray.remote(num_cpus=0, max_retries=0)(bootstrap.detached()["probe"])
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        refs = [check.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+                .remote(list(dict.fromkeys(wanted)), [k for k, _ in code.shared_env]) for n in nodes]
+        try:
+            answers = ray.get(refs, timeout=self._timeout())
+        except Exception as exc:
+            for ref in refs:
+                ray.cancel(ref, force=True)
+            raise RunnerSetupError(self._why(exc, "critpath's check")) from None
+        missing: dict[str, list[str]] = {}
+        for node, answer in zip(nodes, answers, strict=True):
+            for m in answer["missing"]:
+                missing.setdefault(m, []).append(f"Ray node {node.get('NodeManagerAddress', '?')} "
+                                                 f"(worker {answer['worker']})")
+        if missing:
+            raise RunnerSetupError(missing_modules(missing, code))
+        if self.address:  # a local instance's workers share this machine's folder
+            problem = shared_env_problem(code, {f"Ray node {n.get('NodeManagerAddress', '?')}": a["env"]
+                                                for n, a in zip(nodes, answers, strict=True)}, forwarded=True)
+            if problem:
+                raise RunnerSetupError(problem)
+
+    def _why(self, exc: BaseException, what: str) -> str:
+        where = f" at {self.address}" if self.address else ""
+        kind = type(exc).__name__
+        if kind == "GetTimeoutError":
+            return (f"the Ray cluster{where} ran none of {what} within {self._timeout():g} s: check that it has "
+                    "free CPUs and that its nodes can reach this machine")
+        if kind == "RuntimeEnvSetupError":
+            return (f"the Ray cluster{where} could not set up this job's environment (the shipped code"
+                    + (f", pip install of {', '.join(self.code.requirements)}" if self.code and self.code.requirements
+                       else "") + f"): {_ray_cause(exc)}")
+        return f"{what} failed on the Ray cluster{where}: {kind}: {_ray_cause(exc)}"
 
     def warm(self) -> None:
         """Run a no-op job on every slot. It runs ``execute`` itself, because a worker
@@ -74,12 +179,19 @@ class RayRunner:
         warm-up function would leave that to the first services, on the critical path."""
         import ray
 
-        ray.get([self._execute.remote(Job(f"warm#{i}", "warm", duration=0.0)) for i in range(self.capacity)])
+        refs = [self._execute.remote(Job(f"warm#{i}", "warm", duration=0.0)) for i in range(self.capacity)]
+        try:
+            ray.get(refs, timeout=self._timeout())
+        except Exception as exc:
+            for ref in refs:
+                ray.cancel(ref, force=True)
+            raise RunnerSetupError(self._why(exc, "critpath's warm-up jobs")) from None
 
     def __exit__(self, *exc):
         import ray
 
         if self._started:
+            self._started = False
             ray.shutdown()
 
     def submit(self, job: Job, priority: float, done: Done):
@@ -100,3 +212,119 @@ class RayRunner:
         import ray
 
         ray.cancel(handle, force=True)
+
+
+class _Bound:
+    """A remote function with its trailing arguments bound: ``.remote(job)``."""
+
+    def __init__(self, fn, *args):
+        self.fn, self.args = fn, args
+
+    def remote(self, job):
+        return self.fn.remote(job, *self.args)
+
+
+_preferred = threading.Lock()
+_shipped_first = False
+
+
+def execute_shipped(job: Job, modules: tuple[str, ...]):
+    """``execute`` on a Ray worker, the shipped packages first on ``sys.path``. Ray puts the
+    driver's folder (which may hold the project itself, on one machine) before them: the
+    service must run the copy shipped with this job, as it would on any other machine."""
+    global _shipped_first
+    if not _shipped_first:
+        with _preferred:
+            if not _shipped_first:
+                _prefer_shipped(modules)
+                _shipped_first = True
+    return execute(job)
+
+
+def _prefer_shipped(modules) -> None:
+    import importlib
+
+    mine = [p for p in sys.path if "runtime_resources" in p and ("py_modules_files" in p or "working_dir_files" in p)]
+    if not mine:
+        return
+    rest = [p for p in sys.path if p not in mine]
+    sys.path[:] = [*mine, *rest]
+    drop = set(modules) - {"runners"}
+    for name in list(sys.modules):  # imported from elsewhere before the path was put right
+        if name.partition(".")[0] in drop:
+            del sys.modules[name]
+    importlib.invalidate_caches()
+
+
+def _ray_cause(exc: BaseException) -> str:
+    """The line of a Ray error that says what went wrong (Ray's own text leads with banners)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if "Error" in ln or "No module named" in ln:
+            return ln[:500]
+    return (lines[-1] if lines else type(exc).__name__)[:500]
+
+
+class _stderr_kept:
+    """File descriptor 2 goes to a file for the block. If the block fails, what was written
+    there is for the caller to explain (``text``) and is not shown; otherwise it is written to
+    the real stderr at the end, so nothing is lost."""
+
+    def __init__(self):
+        self.failed = False
+        self._text = ""
+
+    def __enter__(self):
+        import tempfile
+
+        try:
+            sys.stderr.flush()
+            self._file = tempfile.TemporaryFile()
+            self._saved = os.dup(2)
+            os.dup2(self._file.fileno(), 2)
+        except (OSError, ValueError):  # no stderr to redirect: keep going without
+            self._saved = None
+        return self
+
+    def text(self) -> str:
+        if self._saved is not None and not self._text:
+            self._file.flush()
+            self._file.seek(0)
+            self._text = self._file.read().decode(errors="replace")
+        return self._text
+
+    def __exit__(self, *exc):
+        if self._saved is None:
+            return
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        if not self.failed:
+            text = self.text()
+            if text:
+                try:
+                    os.write(2, text.encode())
+                except OSError:
+                    pass
+        self._file.close()
+
+
+def _explained(exc: BaseException, address: str, said: str = "") -> BaseException:
+    """``ray.init``'s failure said as what it is, from the exception and from what Ray wrote on
+    stderr meanwhile (``said``): token authentication above all."""
+    text = f"{type(exc).__name__}: {exc}\n{said}"
+    if "InvalidAuthToken" in text or "AuthenticationError" in text or "UNAUTHENTICATED" in text:
+        mode = os.environ.get("RAY_AUTH_MODE")
+        now = f" (RAY_AUTH_MODE is {mode!r} here)" if mode else " (RAY_AUTH_MODE is not set here)"
+        return RunnerSetupError(
+            f"the Ray cluster at {address} requires token authentication{now}: Ray 2.60's 'ray start --head' "
+            "turns it on. Set RAY_AUTH_MODE=token in critpath's environment, with the cluster's token in "
+            "~/.ray/auth_token, in the file RAY_AUTH_TOKEN_PATH names, or in RAY_AUTH_TOKEN ('ray get-auth-token' "
+            "on the head prints it); or start the head with RAY_AUTH_MODE=disabled")
+    cause = [ln for ln in said.splitlines() if "Error" in ln or "error" in ln]
+    if cause and type(exc).__name__ == "ConnectionError":  # Ray's own words say why, not the exception
+        return ConnectionError(f"{first_line(exc)} ({cause[-1].strip()[:300]})")
+    return exc

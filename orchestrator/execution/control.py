@@ -3,9 +3,14 @@
 ``RunControl`` carries a cancel request to the dispatcher from another thread or a
 signal handler; a request made before the dispatcher exists is kept, and then nothing
 is dispatched. ``cancel_on_signals`` turns SIGINT/SIGTERM into such a request.
-``shielded_from_ctrl_c`` keeps a terminal's Ctrl-C away from the helper processes
-critpath starts (Prefect's temporary server, worker processes, a local cluster), so
-that critpath, not they, decides the order of shutdown.
+``shielded_from_ctrl_c`` keeps a terminal's Ctrl-C away from the helper processes an
+engine starts (worker processes, a local cluster), so that critpath, not they, decides
+the order of shutdown. (critpath's temporary Prefect server runs in a session of its
+own, out of reach of any signal to critpath's group: see ``flows.server``.)
+
+A SIGTERM to the whole group (GNU ``timeout``, ``kill -- -PGID``) reaches those helper
+processes too; the handler has cancelled the run by the time their end is seen, so the
+services they ran end cancelled, not lost.
 """
 from __future__ import annotations
 
@@ -68,11 +73,10 @@ class cancel_on_signals:
 
 
 class shielded_from_ctrl_c:
-    """Processes started inside this block (Prefect's temporary server, worker
-    processes, a local cluster) inherit a blocked SIGINT, so a terminal's Ctrl-C,
-    which reaches the whole foreground process group, stops only critpath, which
-    then cancels the run and shuts them down in order. Without it the temporary
-    server died with the Ctrl-C and the Cancelled state could not be recorded."""
+    """Processes started inside this block (worker processes, a local cluster)
+    inherit a blocked SIGINT, so a terminal's Ctrl-C, which reaches the whole
+    foreground process group, stops only critpath, which then cancels the run and
+    shuts them down in order."""
 
     def __enter__(self):
         self.active = threading.current_thread() is threading.main_thread()

@@ -16,6 +16,8 @@ Retry policy, all of it here (runners only report what happened):
   * a failed attempt is retried while ``attempts <= retries``, after ``retry_delay``;
   * a lost worker (``WorkerLost``) earns one more attempt, even with ``retries=0``:
     the infrastructure failed, not the service;
+  * an outcome marked ``permanent`` (the service's module, or one it imports, is missing
+    on its worker) fails the service at once, whatever its retries;
   * a job killed by a worker restart critpath itself asked for (``RestartedWorkerLost``,
     to stop a timed-out neighbour) is sent again at once as the same attempt, keeping
     its slot and its timeout, up to ``MAX_RESTART_RESENDS`` times; after that it is lost.
@@ -272,7 +274,9 @@ class Dispatcher:
         run.error, run.traceback = error, tb
         # a lost worker is the infrastructure's failure, not the service's: it earns
         # one more attempt on a surviving worker even when the service has no retries
-        if run.attempts <= svc.retries + min(run.lost_worker, 1):
+        # a module missing on the worker (``Outcome.permanent``) cannot appear on a retry
+        permanent = outcome is not None and getattr(outcome, "permanent", False)
+        if not permanent and run.attempts <= svc.retries + min(run.lost_worker, 1):
             run.state = "retrying"
             self._emit(Event.RETRY, i, outcome=outcome, delay=svc.retry_delay)
             if svc.retry_delay > 0:

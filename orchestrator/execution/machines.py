@@ -8,7 +8,7 @@ history measured it. ``planning_inputs`` adds the estimates (history first, see
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..inputs.cores import local_cores
 from ..inputs.history import History
@@ -33,9 +33,11 @@ class PlanningInputs:
     estimates: list[Estimate]
     machine: Machine
     history_runs: int  # runs the history holds (0: none, or --no-history)
+    #: the successful attempts per service the estimates came from (``History.observed``)
+    observed: dict[str, list[Observed]] = field(default_factory=dict)
 
 
 def planning_inputs(graph: Graph, runner_name: str, runner=None, history: History | None = None) -> PlanningInputs:
     observed = history.observed() if history is not None else {}
     return PlanningInputs(estimates(graph, observed, runner_name), machine_for(runner_name, runner, observed),
-                          history.runs() if history is not None else 0)
+                          history.runs() if history is not None else 0, observed)

@@ -4,7 +4,9 @@ Keys (public, see README): makespan_s (first dispatch to last completion),
 critical_path_s, critical_path, total_work_s, lower_bound_s, simulated_makespan_s,
 efficiency (lower bound / makespan), max_concurrency, runner, flow_run_id, and
 services: {name: {state, start, end, attempts, worker, ...}} with Unix seconds.
-A run's Prefect bookkeeping adds (``flows.flow.refresh_in_flow``) prefect_recorded_s,
+A run with a deadline adds deadline: {at, predicted_finish_at_start, at_risk_at, finished_at,
+met} (Unix seconds or null; met: every service completed by ``at``; also given, margin_s,
+recovered_at). A run's Prefect bookkeeping adds (``flows.flow.refresh_in_flow``) prefect_recorded_s,
 prefect_confirmed, and prefect_errors: one line per thing Prefect did not record (an
 event it refused, final states the server had not stored), secrets masked; [] when all
 was recorded. Reports written before it existed have no prefect_errors key.
@@ -127,6 +129,30 @@ def _number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf")
 
 
+#: the last second of year 9999: a later "Unix seconds" is no time a clock can show
+_MAX_UNIX = 253402300799
+
+
+def _deadline_problems(d) -> list[str]:
+    """What is wrong with a report's ``deadline`` (absent in runs without one)."""
+    from ..planning.errors import show
+
+    if d is None:
+        return []
+    if not isinstance(d, dict):
+        return [f"deadline must be an object (at, predicted_finish_at_start, at_risk_at, finished_at, met), "
+                f"got {show(d)}"]
+    problems = []
+    for key in ("at", "predicted_finish_at_start", "at_risk_at", "recovered_at", "finished_at", "margin_s"):
+        v = d.get(key)
+        if (v is None and key != "at") or (_number(v) and 0 <= v <= _MAX_UNIX):
+            continue
+        problems.append(f"deadline.{key} must be Unix seconds{'' if key == 'at' else ' or null'}, got {show(v)}")
+    if not isinstance(d.get("met"), bool):
+        problems.append(f"deadline.met must be true or false, got {show(d.get('met'))}")
+    return problems
+
+
 def report_problems(data: dict) -> list[str]:
     """What in a (hand-edited) report the summary and the timeline could not read, each naming the key."""
     from ..planning.errors import show
@@ -161,6 +187,7 @@ def report_problems(data: dict) -> list[str]:
         history = svc.get("attempt_history")
         if history is not None and not (isinstance(history, list) and all(isinstance(h, dict) for h in history)):
             problems.append(f"services.{name}.attempt_history must be a list of attempts, got {show(history)}")
+    problems += _deadline_problems(data.get("deadline"))
     for key in _NAME_LISTS:
         value = data.get(key)
         if value is None and key not in ("critical_path",):

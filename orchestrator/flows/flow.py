@@ -16,11 +16,14 @@ from contextlib import ExitStack, contextmanager, nullcontext
 from typing import Callable, Iterable
 
 from ..execution.control import RunControl, cancel_on_signals
+from ..execution.deadline import DeadlineWatch, watch_for
 from ..execution.engines import started
 from ..execution.machines import planning_inputs
 from ..execution.recording import HistoryObserver
 from ..execution.report import build_report, write_report
 from ..inputs.history import History
+from ..planning.deadline import Deadline
+from ..planning.deadline import resolve as resolve_deadline
 from ..planning.errors import CritpathError, show
 from ..planning.graph import Graph
 from ..planning.planner import Plan, make_plan
@@ -39,7 +42,8 @@ def run(graph: Graph, runner="threads", *, max_concurrency: int | None = None, w
         json_report: str | None = None, flow_name: str = "critpath-refresh", control: RunControl | None = None,
         skip: Iterable[str] = (), history: History | None = None, cpu_aware: bool = False,
         secrets: Iterable[str] = (), log_dir: str | None = None, run_id: str | None = None,
-        on_plan: Callable[[Plan], None] | None = None) -> dict:
+        on_plan: Callable[[Plan], None] | None = None, deadline: Deadline | str | None = None,
+        on_deadline_risk: str | None = None, code=None) -> dict:
     """Run ``graph`` and return the report (see ``orchestrator.report``).
 
     ``runner`` is a name (threads, processes, dask, ray) or a runner object the
@@ -51,9 +55,18 @@ def run(graph: Graph, runner="threads", *, max_concurrency: int | None = None, w
     is recorded in it as it ends (under ``run_id``). ``cpu_aware``: admit services only
     while their CPU demand fits the cores. ``secrets``: names of environment variables
     every worker masks. ``log_dir``: where an attempt's log lines beyond what Prefect
-    keeps are written.
+    keeps are written. ``deadline`` (a ``planning.deadline.Deadline``, or WHEN as ``--deadline``
+    takes it): watched while the run goes (``flows.deadlines``); ``on_deadline_risk``: the
+    shell command run when it is at risk. The report then has ``deadline``. ``code`` (a
+    ``runners.base.Code``, from ``execution.shipping.code_for``): the service code a cluster
+    runner ships to its workers; by default, with ``address``, the project's (the current
+    folder's); ``False``: nothing shipped.
     """
     prefect_env_defaults()
+    if isinstance(deadline, str):
+        import time
+
+        deadline = resolve_deadline(deadline, time.time())
     from prefect import flow
 
     for label, value in (("--max-concurrency", max_concurrency), ("--workers", workers)):
@@ -76,13 +89,18 @@ def run(graph: Graph, runner="threads", *, max_concurrency: int | None = None, w
         if server is not None:  # it starts while the runner does; processes started now inherit its URL
             stack.enter_context(_pointed_at(server.url))
         if isinstance(runner, str):
+            if code is None and address:
+                from ..execution.shipping import code_for
+
+                code = code_for(graph, runner, address)
             runner = stack.enter_context(started(runner, workers or max_concurrency or DEFAULT_CONCURRENCY,
-                                                  address))
+                                                  address, code or None))
         if server is not None:
             server.wait_ready()
         limit = max_concurrency or runner.capacity
         inputs = planning_inputs(graph, runner.name, runner, history)
         plan = make_plan(graph, limit, estimates=inputs.estimates, machine=inputs.machine, cpu_aware=cpu_aware)
+        watch = watch_for(deadline, graph.names, inputs.observed, runner.name, on_deadline_risk, run_id)
         if on_plan is not None:
             on_plan(plan)
         result: dict = {}
@@ -91,7 +109,7 @@ def run(graph: Graph, runner="threads", *, max_concurrency: int | None = None, w
 
         def refresh(graph_source: str, runner_name: str, max_concurrency: int, services: int):
             return refresh_in_flow(plan, runner, [*observers, *recording], result, control, secrets=secrets,
-                                   log_dir=log_dir)
+                                   log_dir=log_dir, deadline=watch)
 
         refresh_flow = flow(name=flow_name, log_prints=False, persist_result=False,
                             validate_parameters=False)(refresh)
@@ -113,8 +131,10 @@ def run(graph: Graph, runner="threads", *, max_concurrency: int | None = None, w
 
 
 def refresh_in_flow(plan, runner, observers: Iterable = (), result: dict | None = None,
-                    control: RunControl | None = None, secrets: Iterable[str] = (), log_dir: str | None = None):
+                    control: RunControl | None = None, secrets: Iterable[str] = (), log_dir: str | None = None,
+                    deadline: DeadlineWatch | None = None):
     """Run ``plan`` inside the current Prefect flow run; the report goes to ``result["report"]``.
+    ``deadline``: watched while it runs, flagged when at risk (``flows.deadlines``).
 
     Returns what the flow run should end with: a Failed state naming the failed
     services, or the report's summary fields.
@@ -123,6 +143,7 @@ def refresh_in_flow(plan, runner, observers: Iterable = (), result: dict | None 
     from prefect.states import Cancelled, Failed
 
     from ..execution.dispatcher import Dispatcher
+    from .deadlines import watcher as deadline_watcher
     from .recorder import PrefectRecorder
 
     result = {} if result is None else result
@@ -131,8 +152,9 @@ def refresh_in_flow(plan, runner, observers: Iterable = (), result: dict | None 
         if isinstance(obs, HistoryObserver):
             obs.flow_run_id = str(flow_run_id)
     with PrefectRecorder(plan.graph, flow_run_id, log_dir=log_dir) as recorder:
-        dispatcher = Dispatcher(plan, runner, [recorder, *observers], max_concurrency=plan.max_concurrency,
-                                secrets=tuple(secrets))
+        watcher = deadline_watcher(plan, deadline, flow_run_id, FlowRunContext.get().flow.name)
+        dispatcher = Dispatcher(plan, runner, [recorder, *observers, *([watcher] if watcher else [])],
+                                max_concurrency=plan.max_concurrency, secrets=tuple(secrets))
         if control is not None:
             control.attach(dispatcher)
         # Prefect installs its own SIGTERM handler when the flow run starts: take the
@@ -141,7 +163,7 @@ def refresh_in_flow(plan, runner, observers: Iterable = (), result: dict | None 
 
         guard = (cancel_on_signals(control) if control is not None and control.handles_signals
                  and threading.current_thread() is threading.main_thread() else nullcontext())
-        with guard:
+        with guard, watcher or nullcontext():  # its events go out before the recorder drains
             runs = dispatcher.run()
         gone = api_unreachable()
         if gone:  # nothing more to wait for: the flow run ends, the report says what was lost
@@ -158,6 +180,9 @@ def refresh_in_flow(plan, runner, observers: Iterable = (), result: dict | None 
     # what Prefect's bookkeeping lost (events refused, final states not stored): [] when none
     report["prefect_errors"] = list(recorder.errors)
     report["signal"] = control.signal if control is not None else None
+    if watcher is not None:
+        report["deadline"] = watcher.report(dispatcher.last_completion, complete=not (
+            report["failed"] or report["skipped"] or report["cancelled"] or report["not_run"]))
     result["report"] = report
     if dispatcher.cancelled:
         return Cancelled(message=f"{dispatcher.cancelled}: {len(report['cancelled'])} service(s) cancelled in "
@@ -176,7 +201,6 @@ def api_unreachable() -> str | None:
     from prefect.client.orchestration import get_client
     from prefect.settings import (
         PREFECT_API_REQUEST_TIMEOUT,
-        PREFECT_API_URL,
         PREFECT_CLIENT_MAX_RETRIES,
         get_current_settings,
         temporary_settings,
@@ -184,7 +208,7 @@ def api_unreachable() -> str | None:
 
     with temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: 0, PREFECT_API_REQUEST_TIMEOUT: PROBE_TIMEOUT_S}):
         with get_client(sync_client=True) as client:
-            failure = client.api_healthcheck()
+            failure, url = client.api_healthcheck(), client.api_url
     if failure is None:
         return None
     # this run's own copy of the settings (see run()), which the flow engine reads next to
@@ -195,7 +219,7 @@ def api_unreachable() -> str | None:
     settings.logging.to_api.enabled = False
     dropped = discard_undelivered()
     reason = str(failure).splitlines()[0] if str(failure) else ""
-    why = (f"the Prefect server at {PREFECT_API_URL.value()} does not answer ({type(failure).__name__}: {reason}): "
+    why = (f"the Prefect server at {str(url).rstrip('/')} does not answer ({type(failure).__name__}: {reason}): "
            f"the flow run's final state is not recorded there"
            + (f", nor {dropped} event(s) and log line(s) not yet sent" if dropped else ""))
     try:

@@ -108,6 +108,44 @@ def start(home: Path, env: dict | None = None, timeout: float = START_TIMEOUT_S)
     raise RuntimeError(f"prefect server did not answer {timeout:g} s after start; its output ({log_path}):\n{last}")
 
 
+
+class _Stop(Exception):
+    def __init__(self, signum: int):
+        self.signum = signum
+
+
+def serve_foreground(cmd: list[str], env: dict) -> int:
+    """Runs ``cmd`` (``prefect server start``) until it exits, with its output on this
+    process's; returns its exit status. The server runs in a session of its own, with a
+    parent-death SIGTERM, so that nothing but this process decides when it stops:
+    SIGINT (Ctrl-C) or SIGTERM here stops its whole session (``stop``), and the status
+    is then 0 for SIGINT and 143 for SIGTERM. A second signal while it stops: SIGKILL.
+    Must be called in the main thread (signal handlers)."""
+    def handler(signum, frame):
+        raise _Stop(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    proc = None
+    try:
+        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, start_new_session=True,
+                                preexec_fn=_die_with_parent())
+        return proc.wait()
+    except _Stop as first:
+        try:
+            if proc is not None:
+                stop(proc)
+        except _Stop:
+            if proc is not None and proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait(10)
+        return 0 if first.signum == signal.SIGINT else 128 + first.signum
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
 def drain() -> None:
     """Deliver what Prefect still buffers (a flow run's last log lines and events) now,
     while the server is up; left to interpreter exit, it races the server's shutdown."""

@@ -23,13 +23,16 @@ from prefect import flow
 @flow(name="critpath-refresh", log_prints=False, persist_result=False)
 def refresh(folder: str = ".", config: str | None = None, graph: str | None = None, modules: str | None = None,
             runner: str | None = None, select: str | None = None, max_concurrency: int | None = None,
-            workers: int | None = None, address: str | None = None):
-    """One refresh of the project in ``folder``, inside this flow run."""
+            workers: int | None = None, address: str | None = None, deadline: str | None = None):
+    """One refresh of the project in ``folder``, inside this flow run. ``deadline`` (else the
+    config's): WHEN as ``--deadline`` takes it, resolved as this run starts, so ``HH:MM`` is its
+    next occurrence after the start and ``+DURATION`` counts from it."""
     import threading
     import uuid
     from contextlib import nullcontext
 
     from ..execution.control import RunControl, cancel_on_signals
+    from ..execution.deadline import watch_for
     from ..execution.engines import started
     from ..execution.machines import planning_inputs
     from ..execution.recording import HistoryObserver
@@ -47,6 +50,7 @@ def refresh(folder: str = ".", config: str | None = None, graph: str | None = No
         sys.path.insert(0, folder)
     g, cfg = load_inputs(graph, modules, config, (), None)
     validate(g)
+    due = _deadline(deadline or cfg.deadline, cfg.deadline_margin)
     g = select_services(g, select, cfg)
     name = runner or cfg.runner
     limit = max_concurrency or cfg.max_concurrency
@@ -57,7 +61,13 @@ def refresh(folder: str = ".", config: str | None = None, graph: str | None = No
     control = RunControl()
     main = threading.current_thread() is threading.main_thread()
     with cancel_on_signals(control) if main else nullcontext():
-        with started(name, workers or cfg.workers or limit or DEFAULT_CONCURRENCY, address or cfg.address) as r, \
+        from ..execution.shipping import code_for
+
+        code = code_for(g, name, address or cfg.address, ship=cfg.ship, requirements=cfg.requirements,
+                        modules=[m for m in (modules or "").split(",") if m] or list(cfg.modules),
+                        state_dir=cfg.state_dir)
+        with started(name, workers or cfg.workers or limit or DEFAULT_CONCURRENCY, address or cfg.address,
+                     code) as r, \
                 History(cfg.state_dir, keep_runs=cfg.history_runs) as history:
             # served refreshes plan from history and add to it, as `critpath run` does
             inputs = planning_inputs(g, r.name, r, history)
@@ -66,13 +76,34 @@ def refresh(folder: str = ".", config: str | None = None, graph: str | None = No
             recording = HistoryObserver(history, uuid.uuid4().hex, r.name, inputs.machine.cores,
                                         plan.max_concurrency, g.pools)
             result: dict = {}
+            watch = watch_for(due, g.names, inputs.observed, r.name, cfg.on_deadline_risk)
             outcome = refresh_in_flow(plan, r, (recording,), result, control if main else None,
-                                      secrets=cfg.secrets)
+                                      secrets=cfg.secrets, deadline=watch)
     report = result["report"]
     runs = Path(cfg.state_dir) / "runs"
     write_report(report, runs / f"{report['flow_run_id']}.json")
     write_report(report, Path(cfg.state_dir) / "last-run.json")
     return outcome
+
+
+def _deadline(given: str | None, margin_s: float):
+    """The deadline of this served run, resolved now; None without one. One that cannot be
+    resolved now (an absolute time already past) is said in the flow run's log, and the
+    refresh runs without it: a stale deadline must not cost the data."""
+    if not given:
+        return None
+    import time
+
+    from prefect.logging import get_run_logger
+
+    from ..planning.deadline import resolve
+    from ..planning.errors import CritpathError
+
+    try:
+        return resolve(given, time.time(), margin_s=margin_s, what="deadline")
+    except CritpathError as exc:
+        get_run_logger().warning(f"critpath: {exc}; this run has no deadline")
+        return None
 
 
 def serve_forever(name: str, cron: str | None, interval: float | None, parameters: dict,

@@ -13,6 +13,11 @@
     secrets = ["db_password"]            # environment variables whose values are masked everywhere
     cpu_aware = false                    # admit services only while their CPU demand fits the cores
     history_runs = 50                    # runs of each service the duration history keeps
+    deadline = "09:00"                   # HH:MM (next occurrence), ISO 8601, or +DURATION (+2h)
+    deadline_margin = "10m"              # flag a deadline at risk this much earlier (seconds or 90s/15m/2h)
+    on_deadline_risk = "notify.sh"       # a shell command, run with the details as JSON on stdin
+    ship = true                          # with --address (and on Ray): send the service code to the workers
+    requirements = ["duckdb>=1.1"]       # pip requirements installed on a cluster's workers first
     [pools]
     warehouse = 4
     [schedule]
@@ -31,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..planning.deadline import check_syntax, margin_seconds
 from ..planning.errors import CritpathError, did_you_mean, show
 from ..planning.ranges import (
     MAX_RETRIES,
@@ -45,7 +51,7 @@ from ..planning.ranges import (
 DEFAULT_MODULE = "services.refinery"
 KEYS = {"modules", "graph", "runner", "workers", "max_concurrency", "address", "retries", "retry_delay",
         "timeout", "state_dir", "json_report", "pools", "schedule", "time_scale", "select", "secrets",
-        "cpu_aware", "history_runs"}
+        "cpu_aware", "history_runs", "deadline", "deadline_margin", "on_deadline_risk", "ship", "requirements"}
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,12 @@ class Config:
     secrets: tuple[str, ...] = ()
     cpu_aware: bool = False  # admit services only while their CPU demand fits the cores
     history_runs: int = 50  # runs of each service the duration history keeps
+    deadline: str | None = None  # WHEN, as --deadline takes it; resolved when a command starts
+    deadline_margin: float = 0.0  # seconds: flag a deadline at risk this much earlier
+    on_deadline_risk: str | None = None  # shell command run with the details as JSON on stdin
+    #: on a cluster (--address, or Ray): ship the project's service code to the workers for each run
+    ship: bool = True
+    requirements: tuple[str, ...] = ()  # pip requirements installed on a cluster's workers first
     pools: dict[str, int] = field(default_factory=dict)
     schedule: dict[str, Any] = field(default_factory=dict)
 
@@ -145,11 +157,11 @@ def is_time_zone(name) -> bool:
     return True
 
 
-def _flag(data: dict, key: str, problems: list[str]) -> bool:
-    value = data.get(key, False)
+def _flag(data: dict, key: str, problems: list[str], default: bool = False) -> bool:
+    value = data.get(key, default)
     if not isinstance(value, bool):
         problems.append(f"{key} = {show(value)}: must be true or false")
-        return False
+        return default
     return value
 
 
@@ -185,6 +197,12 @@ def _build(path: str, data: dict) -> Config:
         problems.append(f"secrets = {show(secrets)}: must be a list of environment variable names, "
                         'such as ["db_password"]')
         secrets = []
+    requirements = data.get("requirements", [])
+    if (not isinstance(requirements, list)
+            or not all(isinstance(r, str) and r.strip() and "\0" not in r and "\n" not in r for r in requirements)):
+        problems.append(f"requirements = {show(requirements)}: must be a list of pip requirements, "
+                        'such as ["duckdb>=1.1"]')
+        requirements = []
     slots = f"must be a whole number from 1 to {MAX_SLOTS}"
     pools = data.get("pools", {})
     if not isinstance(pools, dict):
@@ -205,6 +223,20 @@ def _build(path: str, data: dict) -> Config:
                            f"a number of seconds from 1 to {MAX_SECONDS:g}")):
         if key in schedule and not ok(schedule[key]):
             problems.append(f"schedule.{key} = {show(schedule[key])}: must be {rule}")
+    deadline = want("deadline", str, rule="must be a string: HH:MM, an ISO 8601 date-time or +DURATION")
+    if deadline is not None:
+        try:
+            check_syntax(deadline, "deadline")
+        except CritpathError as exc:
+            problems.append(str(exc))
+            deadline = None
+    margin = 0.0
+    if "deadline_margin" in data:
+        margin = margin_seconds(data["deadline_margin"])
+        if margin is None:
+            problems.append(f"deadline_margin = {show(data['deadline_margin'])}: must be seconds from 0 to "
+                            f"{MAX_SECONDS:g}, or a span such as \"90s\", \"15m\", \"2h\"")
+            margin = 0.0
     cfg = Config(
         path=path, modules=tuple(modules), graph=a_path("graph", "must be a file path, not empty"),
         runner=want("runner", str, rule="must be a runner name") or "threads",
@@ -225,6 +257,11 @@ def _build(path: str, data: dict) -> Config:
         cpu_aware=_flag(data, "cpu_aware", problems),
         history_runs=number("history_runs", 1, 100_000, "must be a whole number of runs from 1 to 100000",
                             whole=True) or 50,
+        deadline=deadline, deadline_margin=margin,
+        on_deadline_risk=want("on_deadline_risk", str, lambda v: bool(v.strip()) and "\0" not in v,
+                              "must be a shell command, not empty"),
+        ship=_flag(data, "ship", problems, default=True),
+        requirements=tuple(dict.fromkeys(r.strip() for r in requirements)),
         pools={k: v for k, v in pools.items() if is_pool_limit(v)},
         schedule=dict(schedule),
     )

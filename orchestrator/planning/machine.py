@@ -26,7 +26,7 @@ finish. O(events x running) time.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from .graph import Graph
 from .policy import ReadyQueue
@@ -75,8 +75,13 @@ def rates(running: Sequence[int], demand: Sequence[Demand], machine: Machine,
 
 
 def predict(graph: Graph, est: Sequence[float], demand: Sequence[Demand], rank: Sequence[float],
-            max_concurrency: int, machine: Machine, cpu_aware: bool = False) -> Prediction:
-    """Makespan, starts and finishes of the dispatcher's policy on ``machine``."""
+            max_concurrency: int, machine: Machine, cpu_aware: bool = False,
+            started: Mapping[int, float] | None = None) -> Prediction:
+    """Makespan, starts and finishes of the dispatcher's policy on ``machine``.
+
+    ``started``: services already running at time 0 (sources of ``graph``: a run's remaining
+    subgraph), each with the alone-seconds of work it has left; they hold their slots from
+    the start, whatever the limits, and the others are admitted around them."""
     n = len(est)
     alone = [est[i] + machine.overhead_s for i in range(n)]
     # the CPU-bound part of a service's alone time; the runner's overhead is never on its cores
@@ -86,6 +91,9 @@ def predict(graph: Graph, est: Sequence[float], demand: Sequence[Demand], rank: 
                    cpu=[d.cpu for d in demand] if cpu_aware else None, cores=machine.cores if cpu_aware else None)
     start, finish = [0.0] * n, [0.0] * n
     remaining: dict[int, float] = {}  # running service -> alone-seconds of work left
+    for i in sorted(started or ()):
+        q.admit(i)
+        remaining[i] = max(0.0, started[i])
     now = 0.0
     while True:
         for i in q.pop_startable():

@@ -81,6 +81,18 @@ class ReadyQueue:
             heapq.heappush(self.heaps[pool], item)
         return out
 
+    def admit(self, i: int) -> None:
+        """Count ready ``i`` as running now, whatever the limits: a service that was already
+        running when a simulation starts from the middle of a run (``machine.predict``'s
+        ``started``) holds its slots from the first instant."""
+        heap = self.heaps[self.pool_of[i]]
+        heap.remove((-self.priority[i], i))
+        heapq.heapify(heap)
+        self.running += 1
+        self.running_in[self.pool_of[i]] += 1
+        if self.cpu is not None:
+            self.running_cpu += self.cpu[i]
+
     def release(self, i: int) -> None:
         """``i`` no longer holds its slots (attempt ended, whatever the outcome)."""
         self.running -= 1

@@ -88,6 +88,23 @@ def prediction_options(f):
     return f
 
 
+def deadline_option(f):
+    return click.option("--deadline", metavar="WHEN",
+                        help="Finish by WHEN: HH:MM (local time, its next occurrence), an ISO 8601 date-time, "
+                             "or +DURATION from now (+90s, +15m, +2h). Default: deadline in the config.")(f)
+
+
+def _deadline(given: str | None, cfg, now: float, margin: bool = True):
+    """The deadline of ``--deadline`` (else the config's), resolved at ``now``; None without one."""
+    text = given or cfg.deadline
+    if not text:
+        return None
+    from ..planning.deadline import resolve
+
+    what = "--deadline" if given else f"deadline ({cfg.path or 'critpath.toml'})"
+    return resolve(text, now, margin_s=cfg.deadline_margin if margin else 0.0, what=what)
+
+
 def graph_options(f):
     opts = [
         click.option("--graph", "graph_file", metavar="FILE",
@@ -132,14 +149,19 @@ def runner_options(f):
 @graph_options
 @runner_options
 @prediction_options
+@deadline_option
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 def plan(graph_file, modules, config_path, select, pools, max_concurrency, time_scale, default_retries,
-         default_timeout, runner, workers, address, no_history, cpu_aware, as_json):
+         default_timeout, runner, workers, address, no_history, cpu_aware, deadline, as_json):
     """Validate and plan a graph: critical path, bounds, simulated and predicted makespan."""
+    import time
+
     from ..planning.validate import validate
 
+    now = time.time()
     graph, cfg = load_inputs(graph_file, modules, config_path, pools, time_scale, default_retries,
                              default_timeout)
+    due = _deadline(deadline, cfg, now)
     validate(graph)
     runner = runner or cfg.runner
     check_runner(runner)
@@ -152,12 +174,21 @@ def plan(graph_file, modules, config_path, select, pools, max_concurrency, time_
                    f"({', '.join(timed[:3])}{', ...' if len(timed) > 3 else ''}): there a timeout frees the slot but "
                    "cannot stop a body that holds the interpreter (a C extension, a catastrophic regex); "
                    "choose --runner processes for such code", err=True)
+    from ..planning.deadline import says, verdict
+
+    v = verdict(p, due, now) if due is not None else None
     if as_json:
-        click.echo(json.dumps({**p.to_json(), "max_concurrency_source": source}, indent=1))
+        extra = {} if v is None else {"deadline": {
+            "at": due.at, "given": due.given, "margin_s": due.margin_s, "predicted_finish_at": v.finish_at,
+            "slack_s": v.slack_s, "at_risk": v.at_risk, "critical_path": [n for n, _ in v.path],
+            "look_at": [n for n, _ in v.look_at()] if v.at_risk else []}}
+        click.echo(json.dumps({**p.to_json(), "max_concurrency_source": source, **extra}, indent=1))
         return
     from .render import print_plan
 
     print_plan(p, source=source)
+    if v is not None:
+        click.echo(says(v, now=now))
 
 
 def plan_for(graph, cfg, runner: str, max_concurrency, workers, address, no_history: bool, cpu_aware: bool):
@@ -195,9 +226,16 @@ def plan_for(graph, cfg, runner: str, max_concurrency, workers, address, no_hist
 @click.option("--no-wait", is_flag=True,
               help="If another refresh holds the state folder, refuse (exit 2) instead of waiting for it.")
 @prediction_options
+@deadline_option
+@click.option("--deadline-fails", is_flag=True,
+              help="Exit 1 when every service completed but the deadline was missed (default: 0, only late).")
 def run(graph_file, modules, config_path, select, pools, max_concurrency, time_scale, default_retries,
-        default_timeout, runner, workers, address, json_report, progress, resume, no_wait, no_history, cpu_aware):
+        default_timeout, runner, workers, address, json_report, progress, resume, no_wait, no_history, cpu_aware,
+        deadline, deadline_fails):
     """Run the refresh as one Prefect flow run."""
+    import time
+
+    now = time.time()  # +DURATION counts from here
     from ..execution.control import RunControl, cancel_on_signals
     from ..execution.ledger import Ledger, make_folder, read_run
     from ..execution.report import write_report
@@ -210,6 +248,7 @@ def run(graph_file, modules, config_path, select, pools, max_concurrency, time_s
 
     graph, cfg = load_inputs(graph_file, modules, config_path, pools, time_scale, default_retries,
                              default_timeout)
+    due = _deadline(deadline, cfg, now)
     runner = runner or cfg.runner
     # absolute now: a service on threads may os.chdir, and the report must land where this says
     report_path = str(Path(json_report or cfg.json_report or Path(cfg.state_dir) / "last-run.json").absolute())
@@ -232,6 +271,7 @@ def run(graph_file, modules, config_path, select, pools, max_concurrency, time_s
                                     "--max-concurrency" if max_concurrency else "--workers" if workers
                                     else "critpath.toml", address or cfg.address, history)
         rough = make_plan(selected, chosen.value or DEFAULT_CONCURRENCY, simulate_schedule=False)
+        code = shipped_code(selected, cfg, runner, address or cfg.address, modules)
         if record:
             _say_how_it_ended(record, resume == "last")
         # the handlers first: once the ledger has named the run (.critpath/last-run-id), a
@@ -248,7 +288,8 @@ def run(graph_file, modules, config_path, select, pools, max_concurrency, time_s
                                    control=control, skip=done, history=history,
                                    cpu_aware=cfg.cpu_aware if cpu_aware is None else cpu_aware,
                                    secrets=cfg.secrets, log_dir=str(ledger.dir / "logs"), run_id=ledger.run_id,
-                                   on_plan=lambda p: click.echo(prediction_line(p, chosen.source), err=True))
+                                   on_plan=lambda p: _say_plan(p, chosen.source, due), deadline=due,
+                                   on_deadline_risk=cfg.on_deadline_risk, code=code)
             # the end marker: without it, a resume says what was in flight when this run ended
             ledger.finish("cancelled" if report.get("cancel_reason") else "failed" if report["failed"]
                           else "completed")
@@ -263,7 +304,18 @@ def run(graph_file, modules, config_path, select, pools, max_concurrency, time_s
         click.echo(f"resume with: {resume_command(sys.argv[1:], ledger.run_id)}")
     if report.get("signal"):
         _exit(128 + report["signal"])  # 130 for SIGINT, 143 for SIGTERM
-    _exit(EXIT_FAILED if report["failed"] or report.get("cancel_reason") else 0)
+    missed = isinstance(report.get("deadline"), dict) and not report["deadline"].get("met")
+    _exit(EXIT_FAILED if report["failed"] or report.get("cancel_reason") or (deadline_fails and missed) else 0)
+
+
+def shipped_code(graph, cfg, runner: str, address: str | None, modules: str | None = None):
+    """The service code a cluster runner ships for ``graph`` (``execution.shipping``), as the
+    config says (``ship``, ``requirements``); ``False`` when there is nothing to ship."""
+    from ..execution.shipping import code_for
+
+    listed = (modules or "").split(",") if modules else list(cfg.modules)
+    return code_for(graph, runner, address, ship=cfg.ship, requirements=cfg.requirements, modules=listed,
+                    state_dir=cfg.state_dir) or False
 
 
 def _exit(status: int) -> None:
@@ -340,6 +392,18 @@ def _history(cfg, no_history: bool):
     return History(cfg.state_dir, keep_runs=cfg.history_runs).open()
 
 
+def _say_plan(p, source: str, due) -> None:
+    """At the start of a run: the prediction, and against the deadline, the finish and the slack."""
+    click.echo(prediction_line(p, source), err=True)
+    if due is not None:
+        import time
+
+        from ..planning.deadline import says, verdict
+
+        now = time.time()
+        click.echo(f"critpath: {says(verdict(p, due, now), now=now)}", err=True)
+
+
 def prediction_line(p, source: str) -> str:
     """What the plan predicts, said before the run starts."""
     from_history = sum(1 for s in p.estimate_source if s == "history")
@@ -397,7 +461,8 @@ def tune(graph_file, modules, config_path, select, pools, max_concurrency, time_
         with _state_lock(cfg.state_dir, wait=True):
             return run_graph(g, runner, max_concurrency=setting.max_concurrency,
                              workers=workers or cfg.workers or setting.max_concurrency, address=address,
-                             history=history, cpu_aware=setting.cpu_aware, secrets=cfg.secrets)
+                             history=history, cpu_aware=setting.cpu_aware, secrets=cfg.secrets,
+                             code=shipped_code(g, cfg, runner, address, modules))
 
     for k in range(warmup):
         t.say(f"warm-up refresh {k + 1} of {warmup} at {current.max_concurrency} slots")
@@ -471,6 +536,30 @@ def history(names, graph_file, modules, config_path, runner, as_json):
     click.echo(json.dumps(data, indent=1) if as_json else history_view.render(data), nl=as_json)
 
 
+@main.command()
+@click.option("--work-pool", "work_pool", required=True, metavar="NAME", help="The Prefect work pool whose workers run it.")
+@click.option("--source", required=True, metavar="GIT_URL", help="The project's git repository (https://, ssh, file://).")
+@click.option("--ref", metavar="BRANCH_OR_TAG", help="A branch (the latest on every run) or a tag (pinned).")
+@click.option("--name", default=None, metavar="NAME", help="Deployment name (default: the ref, else 'git').")
+@click.option("--credentials-block", metavar="NAME",
+              help="A Prefect Secret block holding the access token of a private repository.")
+def deploy(work_pool, source, ref, name, credentials_block):
+    """Register the refresh as a deployment that pulls the project from git on every run."""
+    from ..flows.deploying import deploy as register
+    from ..flows.settings import prefect_env_defaults
+
+    prefect_env_defaults()
+    name = name or (ref.replace("/", "-") if ref else "git")
+    deployment_id, checked = register(name, work_pool, source, ref, credentials_block)
+    sched = checked.schedule
+    when = (f"cron {sched['cron']!r}" if sched.get("cron") else
+            f"every {sched['interval']:g} s" if sched.get("interval") else "no schedule (run it on demand)")
+    click.echo(f"deployment 'critpath-refresh/{name}' ({deployment_id}): {checked.services} services from {source} at "
+               f"{ref or 'its default branch'} (now {checked.commit[:12]}), pulled on every run; {when}")
+    click.echo(f"run it:    prefect deployment run 'critpath-refresh/{name}'\n"
+               f"worker:    prefect worker start --pool {work_pool}")
+
+
 def resume_command(args: list[str], run_id: str) -> str:
     """The command line that resumes ``run_id``: ``args`` as given, with any ``--resume``
     of their own (and the run id it named) replaced by ``--resume run_id``."""
@@ -523,12 +612,18 @@ def report(path, html_path):
 @click.option("--timezone", metavar="ZONE", help='Time zone of the cron schedule, e.g. "Europe/Paris" '
               "(default: [schedule] timezone in the config, else UTC).")
 @click.option("--name", default="scheduled", show_default=True, help="Deployment name.")
+@click.option("--deadline", metavar="WHEN", help="Each run must finish by WHEN: HH:MM (its next occurrence after "
+              "the run starts), an ISO 8601 date-time, or +DURATION from the run's start. Default: the config's.")
 def serve(graph_file, modules, config_path, select, runner, workers, max_concurrency, address, cron, interval,
-          timezone, name):
+          timezone, name, deadline):
     """Serve the refresh as a Prefect deployment on a schedule (Ctrl-C stops it)."""
+    import time
+
     from ..planning.validate import validate
 
     graph, cfg = load_inputs(graph_file, modules, config_path, (), None)
+    # each run resolves it as it starts; here only what no run could use is refused
+    _deadline(deadline, cfg, time.time(), margin=False)
     validate(graph)  # refuse to serve a graph that can never run
     if not select_services(graph, select, cfg):
         raise CritpathError(f"--select {select or cfg.select!r}: selects no service; nothing would be served")
@@ -555,7 +650,7 @@ def serve(graph_file, modules, config_path, select, runner, workers, max_concurr
             raise CritpathError(f"--cron {cron!r}: not a valid cron expression, e.g. \"0 2 * * *\"") from None
     params = {k: v for k, v in dict(folder=os.getcwd(), config=config_path, graph=graph_file, modules=modules,
                                     runner=runner, select=select, max_concurrency=max_concurrency,
-                                    workers=workers, address=address).items() if v is not None}
+                                    workers=workers, address=address, deadline=deadline).items() if v is not None}
     from ..flows.serving import serve_forever
     from ..flows.settings import prefect_env_defaults
 
@@ -570,10 +665,9 @@ def serve(graph_file, modules, config_path, select, runner, workers, max_concurr
 @click.option("--port", default=4200, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--config", "config_path", metavar="FILE", help="Config file (for state_dir).")
 def server(host, port, config_path):
-    """Start a Prefect server with its database in the local state folder."""
-    import subprocess
-
+    """Start a Prefect server with its database in the local state folder (Ctrl-C or SIGTERM stops it)."""
     from ..execution.ledger import make_folder
+    from ..flows.server import serve_foreground
     from ..flows.serving import server_command
 
     cfg = load_config(config_path)
@@ -581,10 +675,9 @@ def server(host, port, config_path):
     cmd, env = server_command(cfg.state_dir, host, port)
     click.echo(f"critpath: Prefect server on http://{host}:{port} (data in {cfg.state_dir}/prefect); "
                f"in another shell: export PREFECT_API_URL=http://{host}:{port}/api", err=True)
-    try:
-        sys.exit(subprocess.call(cmd, env=env))
-    except KeyboardInterrupt:
-        sys.exit(0)
+    # stopped by a signal here, the server and everything it started stop first, then this
+    # process exits (0 for Ctrl-C, 143 for SIGTERM); the port is free once it has
+    sys.exit(serve_foreground(cmd, env))
 
 
 from benchmarks.cli import bench as _bench  # the benchmarks live in benchmarks/

@@ -27,6 +27,9 @@ def summary(report: dict) -> str:
         lines.append(f"predicted {predicted:.2f} s" + (f" on {cores:g} cores" if isinstance(cores, (int, float)) else "")
                      + f", measured {report['makespan_s']:.2f} s"
                      + (f" ({error:+.0%} against the prediction)" if isinstance(error, (int, float)) else ""))
+    deadline = deadline_line(report.get("deadline"))
+    if deadline:
+        lines.append(deadline)
     for name in report["failed"]:
         s = report["services"][name]
         lines.append(f"FAILED  {name} after {s['attempts']} attempt(s): {s['error']}")
@@ -54,3 +57,39 @@ def summary(report: dict) -> str:
         lines.append(f"PREFECT bookkeeping failed for {len(prefect_errors)} item(s), so the Prefect UI may not "
                      f"match this report; first: {prefect_errors[0]}")
     return "\n".join(lines)
+
+
+def _num(x) -> float | None:
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and x == x and abs(x) != float("inf") \
+        else None
+
+
+def deadline_line(d) -> str | None:
+    """Whether the run met its deadline (the report's ``deadline``), and when it was flagged."""
+    if not isinstance(d, dict) or _num(d.get("at")) is None:
+        return None
+    from ..planning.deadline import clock, span
+
+    at, finished = _num(d["at"]), _num(d.get("finished_at"))
+
+    def when(t: float) -> str:  # the date too when it is not the day the run finished
+        return clock(t, None, finished if finished is not None else at)
+
+    flagged, recovered = _num(d.get("at_risk_at")), _num(d.get("recovered_at"))
+    if flagged is None:
+        said = "; never flagged at risk"
+    else:
+        said = f"; flagged at risk at {when(flagged)}" + (f", {span(at - flagged)} before it" if flagged <= at else "")
+    if recovered is not None:
+        said += f", back on track at {when(recovered)}"
+    predicted = _num(d.get("predicted_finish_at_start"))
+    if predicted is not None:
+        said += f"; predicted finish at the start {when(predicted)}"
+    errors = d.get("errors")
+    if isinstance(errors, list) and errors:  # the watcher itself failed: its silence means nothing
+        said += f"; WATCHING IT FAILED: {errors[0]}"
+    if d.get("met") and finished is not None:
+        return f"deadline {when(at)} met: finished {when(finished)}, {span(at - finished)} before it" + said
+    if finished is not None and finished > at:
+        return f"DEADLINE MISSED: {when(at)}, finished {when(finished)}, {span(finished - at)} late" + said
+    return f"DEADLINE NOT MET: {when(at)}: not every service completed" + said

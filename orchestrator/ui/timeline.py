@@ -48,6 +48,10 @@ LABEL_MAX = 30  # lane label characters before middle-ellipsis
 ERROR_MAX = 1500  # characters of an error shown in the lists; the report has it all
 NO_WORKER = "(no worker)"
 COLOURS = {"ok": "#86c48a", "retried": "#f0b64b", "failed": "#e0605a", "crit": "#3a2a8c"}
+#: vertical lines for the run's deadline and the finish projected at its start (report "deadline")
+MARKS = {"deadline": ("#c0262d", "deadline"), "predicted": ("#5566aa", "predicted finish at the start")}
+#: a mark further than this many times the run's own span past its end is named at the edge, not drawn
+MARK_REACH = 3.0
 
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
@@ -161,6 +165,9 @@ def _svg(bars: list[_Bar], report: dict) -> str:
         return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + PLOT_W}" height="60" class="gantt">'
                 f'<text x="{left}" y="34" class="note">no attempt ran</text></svg>')
     t0, t1 = min(b.start for b in bars), max(b.end for b in bars)
+    marks = _marks(report)
+    reach = t0 + (1 + MARK_REACH) * max(t1 - t0, 1e-3)
+    t1 = max([t1] + [t for _, t in marks if t <= reach])  # the axis stretches to show them
     span = max(t1 - t0, 1e-3)
     x = lambda t: left + (t - t0) / span * PLOT_W
     rows, y, body = {}, top, []
@@ -193,7 +200,41 @@ def _svg(bars: list[_Bar], report: dict) -> str:
     return (f'<svg xmlns="http://www.w3.org/2000/svg" class="gantt" width="{left + PLOT_W + 16}" '
             f'height="{height + 6}" viewBox="0 0 {left + PLOT_W + 16} {height + 6}">'
             f'<style>{_SVG_CSS}</style><text class="caption" x="{left}" y="12">{_esc(caption)}</text>'
-            + "".join(body) + "".join(grid) + _crit_line(bars, report, rows, x) + "".join(drawn) + "</svg>")
+            + "".join(body) + "".join(grid) + _crit_line(bars, report, rows, x) + "".join(drawn)
+            + _mark_lines(marks, t0, t1, x, top, height) + "</svg>")
+
+
+def _marks(report: dict) -> list[tuple[str, float]]:
+    """(kind, Unix seconds) of the deadline and the finish projected at the start, where the report has them."""
+    d = report.get("deadline")
+    if not isinstance(d, dict):
+        return []
+    out = [("predicted", _num(d.get("predicted_finish_at_start"))), ("deadline", _num(d.get("at")))]
+    return [(k, t) for k, t in out if t is not None]
+
+
+def _mark_lines(marks, t0: float, t1: float, x, top: int, height: int) -> str:
+    """A labelled vertical line per mark on the axis; one past the axis (or before it) is named at its edge."""
+    out = []
+    for k, (kind, t) in enumerate(marks):
+        colour, name = MARKS[kind]
+        clock = datetime.fromtimestamp(t).strftime("%H:%M:%S")
+        y = top + 12 + 14 * k
+        title = f"<title>{_esc(name)}: {_esc(clock)} ({t - t0:+.2f} s from the first start)</title>"
+        if t0 <= t <= t1 + 1e-9:
+            px = x(t)
+            anchor = "end" if px > x(t0) + 0.8 * (x(t1) - x(t0)) else "start"
+            dx = -4 if anchor == "end" else 4
+            out.append(f'<g class="mark {kind}">{title}<line x1="{px:.1f}" y1="{top - 4}" x2="{px:.1f}" '
+                       f'y2="{height}" stroke="{colour}"/><text x="{px + dx:.1f}" y="{y}" text-anchor="{anchor}" '
+                       f'fill="{colour}">{_esc(name)} {_esc(clock)}</text></g>')
+        else:
+            later = t > t1
+            px, anchor = (x(t1), "end") if later else (x(t0), "start")
+            out.append(f'<g class="mark {kind} off">{title}<text x="{px:.1f}" y="{y}" text-anchor="{anchor}" '
+                       f'fill="{colour}">{"" if later else "← "}{_esc(name)} {_esc(clock)}'
+                       f'{" →" if later else ""} (off the chart)</text></g>')
+    return "".join(out)
 
 
 def _crit_line(bars, report, rows, x) -> str:
@@ -216,6 +257,8 @@ _SVG_CSS = (
     + "".join(f".bar.{k}{{fill:{c}}}" for k, c in COLOURS.items() if k != "crit")
     + f".bar.crit{{stroke:{COLOURS['crit']};stroke-width:2}}"
     ".lbl{font:11px monospace;fill:#1a1a1a;pointer-events:none}"
+    ".mark line{stroke-width:1.5;stroke-dasharray:6 3}.mark text{font:11px sans-serif;paint-order:stroke;"
+    "stroke:#fff;stroke-width:3px}"
     f".cpath{{fill:none;stroke:{COLOURS['crit']};stroke-width:1.2;stroke-dasharray:4 3;opacity:.75;"
     "pointer-events:none}"
 )
@@ -263,6 +306,7 @@ def _stats(report: dict, counts: dict) -> str:
              ("predicted makespan", _secs(predicted) + (f" ({error:+.0%})" if error is not None else ""),
               "planned: on the machine model" + (f" ({cores:g} cores)" if cores else "")
               + "; in brackets, how far the run was from it"),
+             *_deadline_cards(report),
              ("critical path as run", _secs(_num(report.get("measured_critical_path_s"))),
               "as run: the longest chain of the durations the services took"),
              ("lower bound as run", _secs(measured_lower), "as run: no schedule of these durations could be faster"),
@@ -280,6 +324,25 @@ def _stats(report: dict, counts: dict) -> str:
     return (f'<p class="sub">{sub}</p><dl class="stats">'
             + "".join(f'<div class="{k.replace(" ", "-")}" title="{t}"><dt>{k}</dt><dd>{v}</dd></div>'
                       for k, v, t in cards) + "</dl>")
+
+
+def _deadline_cards(report: dict) -> list[tuple[str, str, str]]:
+    """The deadline (met or by how much it was missed) and when it was flagged at risk."""
+    d = report.get("deadline")
+    at = _num(d.get("at")) if isinstance(d, dict) else None
+    if at is None:
+        return []
+    finished, flagged = _num(d.get("finished_at")), _num(d.get("at_risk_at"))
+    hms = lambda t: datetime.fromtimestamp(t).strftime("%H:%M:%S")
+    from ..planning.deadline import span
+
+    verdict = ("met" if d.get("met") else f"missed by {span(finished - at)}" if finished is not None and finished > at
+               else "not met")
+    return [("deadline", f"{hms(at)} {verdict}", f"finish by {_esc(d.get('given') or hms(at))}"
+             + (f" (margin {_num(d.get('margin_s')) or 0:g} s)" if _num(d.get("margin_s")) else "")
+             + (f"; finished {hms(finished)}" if finished is not None else "")),
+            ("flagged at risk", hms(flagged) if flagged is not None else "never",
+             "when the projected finish first passed the deadline (less its margin)")]
 
 
 def _legend(report: dict, services: dict) -> str:

@@ -1,0 +1,136 @@
+"""What runs on a cluster's worker before critpath's own code is there: plain standard library.
+
+The Dask and Ray runners send these functions *by value* (``detached``: copies that every
+pickler sends as code, not as a reference to this module), so a worker, and a Dask
+scheduler, which unpickles the tasks it is sent, run them even when they cannot import
+``runners``: an environment without critpath, the very case they exist for. Nothing here
+may import ``runners`` at module level or refer to anything but the standard library and
+the engine that runs it.
+
+``probe``: what a worker can import and which knobs it sees, asked of every worker before
+a refresh starts, with a timeout, so that a missing module is one clear error up front
+instead of a worker dying as it unpickles its first job.
+
+``run_job``: runs one job from shipped code on a Dask worker. The code arrives as a zip
+named by its content hash (``critpath-code-<version>.zip``, put in the worker's folder by
+a worker plugin); it is unpacked once into a folder of its own, and that folder goes first
+on ``sys.path``. When a job of another version arrives, the modules of the version loaded
+so far are dropped from ``sys.modules`` first, so a worker holding an older copy never runs a
+newer refresh's service with it (``runners`` itself is never dropped: it is running).
+"""
+from __future__ import annotations
+
+#: how the staged code is named on a worker: ``critpath-code-<version>`` (.zip, and the folder)
+PREFIX = "critpath-code-"
+
+
+def probe(modules, env=()) -> dict:
+    """This worker's name, Python, which of ``modules`` it cannot find, and the values of the
+    environment variables ``env``. Never imports a module (``find_spec`` of a top-level name
+    only looks), so probing runs no user code."""
+    import importlib.util
+    import os
+    import socket
+    import sys
+    import threading
+
+    missing = []
+    for name in modules:
+        try:
+            if importlib.util.find_spec(name) is None:
+                missing.append(name)
+        except (ImportError, ValueError):
+            missing.append(name)
+    t = threading.current_thread().name
+    return {"worker": f"{socket.gethostname()}:{os.getpid()}" + ("" if t == "MainThread" else f"/{t}"),
+            "python": ".".join(map(str, sys.version_info[:2])), "missing": missing,
+            "env": {k: os.environ.get(k) for k in env}}
+
+
+def plugins_on_scheduler(dask_scheduler=None) -> list:
+    """The names of the worker plugins a Dask scheduler holds (run on the scheduler)."""
+    return list(getattr(dask_scheduler, "worker_plugins", {}))
+
+
+def _state():
+    """This process's record of the shipped code it runs: a module of its own in
+    ``sys.modules``, the one place that outlives each by-value copy of these functions."""
+    import sys
+    import threading
+    import types
+
+    state = sys.modules.get("_critpath_shipped")
+    if state is None:
+        fresh = types.ModuleType("_critpath_shipped")
+        fresh.lock, fresh.version, fresh.modules, fresh.folder = threading.Lock(), None, (), None
+        state = sys.modules.setdefault("_critpath_shipped", fresh)  # atomic: one wins
+    return state
+
+
+def use_code(root: str, version: str, modules) -> str:
+    """Make ``version`` of the shipped code (``root``/critpath-code-<version>.zip) the one this
+    process imports from; the folder it was unpacked into."""
+    import importlib
+    import os
+    import shutil
+    import sys
+    import uuid
+    import zipfile
+
+    state = _state()
+    folder = os.path.join(root, PREFIX + version)
+    with state.lock:
+        if state.version == version and folder in sys.path:
+            return folder
+        if not os.path.isdir(folder):
+            archive = folder + ".zip"
+            if not os.path.isfile(archive):
+                raise FileNotFoundError(f"critpath's shipped code {version} has not reached this worker "
+                                        f"({archive} is missing)")
+            tmp = f"{folder}.{uuid.uuid4().hex[:8]}.tmp"
+            with zipfile.ZipFile(archive) as z:
+                z.extractall(tmp)
+            try:
+                os.rename(tmp, folder)  # whole or not at all; another process may have won
+            except OSError:
+                shutil.rmtree(tmp, ignore_errors=True)
+        drop = (set(modules) | set(state.modules)) - {"runners"}
+        for name in list(sys.modules):
+            if name.partition(".")[0] in drop:
+                del sys.modules[name]
+        for path in (state.folder, folder):
+            while path in sys.path:
+                sys.path.remove(path)
+        sys.path.insert(0, folder)
+        importlib.invalidate_caches()
+        state.version, state.modules, state.folder = version, tuple(modules), folder
+    return folder
+
+
+def run_job(fields: dict, version: str, modules):
+    """Run the job ``fields`` (a ``runners.base.Job`` as a dict) with the shipped code
+    ``version`` on this Dask worker; its ``Outcome``."""
+    from distributed import get_worker
+
+    use_code(get_worker().local_directory, version, modules)
+    from runners.base import Job, execute
+
+    return execute(Job(**fields))
+
+
+_detached: dict | None = None
+
+
+def detached() -> dict:
+    """This module's functions, by name, as copies that picklers send by value: defined in a
+    namespace called ``__main__``, which the standard pickle cannot find them in (Dask then
+    falls back to cloudpickle) and cloudpickle always sends whole (Ray's too)."""
+    global _detached
+    if _detached is None:
+        import inspect
+        import sys
+
+        namespace = {"__name__": "__main__", "__builtins__": __builtins__}
+        exec(compile(inspect.getsource(sys.modules[__name__]), __file__, "exec"), namespace)
+        _detached = namespace
+    return _detached
