@@ -1,9 +1,11 @@
 """The ``critpath`` command's entry point, kept tiny on purpose.
 
 A Ctrl-C (or SIGTERM) that arrives while Python is still importing click, rich and the
-orchestrator would print a ``KeyboardInterrupt`` traceback from some import. So the very
-first thing is a handler that ends the process quietly with the usual status (130 or
-143); a command that runs something installs its own handlers later (``execution.control``).
+orchestrator would print a ``KeyboardInterrupt`` traceback from some import. So a Ctrl-C
+that no command handled ends the process quietly with status 130, and a SIGTERM during the
+imports with 143; once the commands are loaded, SIGTERM is back to its default, and a
+command that runs something installs its own handlers (``execution.control``). Ctrl-C stays
+a ``KeyboardInterrupt`` so that commands which catch it (``serve`` stopping its child) still do.
 """
 from __future__ import annotations
 
@@ -16,8 +18,11 @@ def _quiet(signum, frame):
 
 
 def main() -> None:
-    signal.signal(signal.SIGINT, _quiet)
-    signal.signal(signal.SIGTERM, _quiet)
-    from .ui.cli import main as cli
+    try:
+        signal.signal(signal.SIGTERM, _quiet)
+        from .ui.cli import main as cli
 
-    cli()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        cli()
+    except KeyboardInterrupt:
+        sys.exit(130)

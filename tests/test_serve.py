@@ -92,3 +92,13 @@ def test_serve_runs_refreshes_on_schedule(prefect_server, tmp_path):
     output = log.read()
     assert proc.returncode in (0, 130), output[-3000:]
     assert "Traceback" not in output, output[-3000:]
+    # serve's own serving process (a session of its own) stopped with it: nothing left running
+    from tests.helpers.processes import wait_until
+
+    def serving_left():
+        import psutil
+
+        return [p for p in psutil.process_iter(["cmdline", "cwd"])
+                if "orchestrator.flows.serving" in " ".join(p.info["cmdline"] or ()) and p.info["cwd"] == str(tmp_path)]
+
+    wait_until(lambda: not serving_left(), 60, "the serving process to stop after Ctrl-C")
