@@ -103,6 +103,9 @@ class DaskRunner:
                 probe(self.address, 8786)
                 self.client = self._stack.enter_context(Client(self.address, timeout="30s"))
                 info = self.client.scheduler_info(n_workers=-1)
+                if not info["workers"]:
+                    raise RunnerSetupError(f"the Dask scheduler at {self.address} has no workers: start some "
+                                           f"(dask worker {self.address}) and run again")
                 self.capacity = sum(w["nthreads"] for w in info["workers"].values()) or self.workers
                 # Dask reports threads, not cores: a worker usually runs one thread per core it has
                 self.cores = float(self.capacity)
@@ -235,9 +238,9 @@ class DaskRunner:
             for f in futs:
                 f.cancel()
             where = f" at {self.address}" if self.address else ""
-            raise RunnerSetupError(f"the Dask workers{where} ran none of critpath's warm-up jobs within "
-                                   f"{CHECK_TIMEOUT_S:g} s: check that the workers are alive and have memory and "
-                                   "threads free (the scheduler's dashboard, or its log, says why)") from None
+            raise RunnerSetupError(f"the Dask workers{where} did not run critpath's {len(futs)} warm-up jobs "
+                                   f"within {CHECK_TIMEOUT_S:g} s: check that the workers are alive and have threads "
+                                   "and memory free (the scheduler's dashboard, or its log, says why)") from None
         for f in futs:
             if f.status != "finished":
                 exc = f.exception()

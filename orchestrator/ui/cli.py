@@ -206,8 +206,9 @@ def plan_for(graph, cfg, runner: str, max_concurrency, workers, address, no_hist
                                 if workers else "critpath.toml", address, history)
     with ExitStack() as stack:
         engine = None
-        if address:
-            engine = stack.enter_context(started(runner, workers or cfg.workers or DEFAULT_CONCURRENCY, address))
+        if address:  # the code a run would ship goes now: the cluster is checked for what it lacks
+            engine = stack.enter_context(started(runner, workers or cfg.workers or DEFAULT_CONCURRENCY, address,
+                                                 shipped_code(graph, cfg, runner, address) or None))
         inputs = planning_inputs(graph, runner, engine, history)
         limit = chosen.value or (engine.capacity if engine is not None else DEFAULT_CONCURRENCY)
         return make_plan(graph, limit, estimates=inputs.estimates, machine=inputs.machine,
@@ -473,7 +474,8 @@ def tune(graph_file, modules, config_path, select, pools, max_concurrency, time_
                             f"{', ...' if len(short) > 3 else ''}): it needs {t.NEEDED_RUNS} successful runs of each, "
                             f"{short_by} more; run 'critpath run' {short_by} more time(s), or add --warmup {short_by}")
     with ExitStack() as stack:
-        engine = stack.enter_context(started(runner, workers or cfg.workers or DEFAULT_CONCURRENCY, address)) \
+        engine = stack.enter_context(started(runner, workers or cfg.workers or DEFAULT_CONCURRENCY, address,
+                                             shipped_code(graph, cfg, runner, address, modules) or None)) \
             if address else None
         from ..inputs.cores import local_cores
 
