@@ -15,6 +15,7 @@ Prefect 3.8.8's server rejects ``read_task_runs``/``read_logs`` bodies whose ``l
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Iterable
@@ -31,7 +32,10 @@ _PAGE = 200  # the server's default maximum for limit
 @pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory) -> Iterable[str]:
     """The API URL (``http://127.0.0.1:PORT/api``) of a fresh ``prefect server start``."""
-    proc, url = prefect_server_.start(tmp_path_factory.mktemp("prefect-home"))
+    # the repossessor hands back the slots of expired leases (a killed refresh's shared pool
+    # slots, tests/test_shared_pools.py) once per loop: every second here, not every 15 s
+    env = {**os.environ, "PREFECT_SERVER_SERVICES_REPOSSESSOR_LOOP_SECONDS": "1"}
+    proc, url = prefect_server_.start(tmp_path_factory.mktemp("prefect-home"), env=env)
     try:
         yield url
     finally:

@@ -26,7 +26,9 @@ State kept:
   * ``_runs``: one ``ServiceRun`` per service, by index; ``runs``: the same records by name;
   * ``_q``: the ``ReadyQueue`` (ready heaps, unfinished-upstream counts, running counts);
   * ``_inflight``: index -> ``InFlight`` (attempt, runner handle, resends) of running attempts;
-  * ``_timers``: a heap of ``Timer`` (attempt timeouts and retry delays);
+  * ``_timers``: a heap of ``Timer`` (attempt timeouts, retry delays, shared pools to ask again);
+  * ``shared``: with pools shared across refreshes, a ``sharing.SharedGate`` (leases held,
+    pools known busy, time each service waited for a shared slot);
   * ``_retries_pending``: retry timers not yet fired (timeout timers never keep the run alive);
   * ``cancelled`` / ``_cancel_requested``: why the run stopped, once it did / was asked to.
 
@@ -48,6 +50,7 @@ from runners.base import Job, Outcome, RestartedWorkerLost, WorkerLost, describe
 from ..planning.planner import Plan
 from ..planning.policy import ReadyQueue
 from .events import Attempt, Event, Logged, Observer, ServiceRun
+from .sharing import SharedGate, SharedSlots
 
 #: how often one attempt may be sent again after critpath's own worker restarts killed
 #: it (two hung services timing out together can kill a neighbour twice)
@@ -58,7 +61,7 @@ MAX_RESTART_RESENDS = 3
 class Timer:
     due: float
     seq: int  # ties in insertion order
-    kind: str = field(compare=False)  # "timeout" | "retry"
+    kind: str = field(compare=False)  # "timeout" | "retry" | "shared" (a busy shared pool: ask again)
     index: int = field(compare=False)
     attempt: int = field(compare=False)
 
@@ -73,10 +76,12 @@ class InFlight:
 class Dispatcher:
     def __init__(self, plan: Plan, runner, observers: list[Observer] | None = None,
                  max_concurrency: int | None = None, clock: Callable[[], float] = time.time,
-                 secrets: Iterable[str] = ()):
+                 secrets: Iterable[str] = (), shared: SharedSlots | None = None):
         """``secrets``: names of environment variables holding credentials (the config's
         ``secrets``); every job carries them, and every name a worker reports having masked
-        (``Outcome.secret_names``), so that each worker masks their values from its first service."""
+        (``Outcome.secret_names``), so that each worker masks their values from its first service.
+        ``shared``: where the slots of the graph's pools are shared with other refreshes; each
+        attempt of a pooled service then also holds one of them while it runs."""
         self.plan = plan
         self.graph = plan.graph
         self.runner = runner
@@ -96,6 +101,8 @@ class Dispatcher:
         self._cancel_requested: str | None = None
         self._retries_pending = 0
         self._secret_names: set[str] = set(secrets)
+        self.shared = SharedGate(shared, plan.graph.pools, clock) if shared is not None else None
+        self._ready_at: dict[int, float] = {}
 
     def cancel(self, reason: str = "cancelled") -> None:
         """Stop the run: nothing more starts, in-flight work is cancelled on the engine.
@@ -108,6 +115,8 @@ class Dispatcher:
         t = self.clock()
         run = self._runs[i]
         self.events.append(Logged(t, kind, run.name))
+        if kind is Event.READY:
+            self._ready_at[i] = t
         for obs in self.observers:
             obs.on_event(kind, run, t, **info)
 
@@ -122,6 +131,15 @@ class Dispatcher:
             for _, i in sorted(heap):
                 self._runs[i].state = "ready"
                 self._emit(Event.READY, i)
+        try:
+            self._loop()
+        finally:  # a crash of the loop must not keep other refreshes' slots until leases expire
+            if self.shared is not None:
+                self.shared.release_all()
+        return self.runs
+
+    def _loop(self) -> None:
+        q = self._q
         while self.cancelled is None:
             if self._cancel_requested:
                 self._cancel_all(self._cancel_requested)
@@ -144,16 +162,30 @@ class Dispatcher:
                 timer = heapq.heappop(self._timers)
                 if timer.kind == "timeout":
                     self._timeout(timer.index, timer.attempt)
-                else:  # retry delay over: ready again
+                elif timer.kind == "retry":  # retry delay over: ready again
                     self._retries_pending -= 1
                     self._ready_again(timer.index)
-        return self.runs
+                # "shared": nothing to do; the next _dispatch asks the busy pool again
 
     def _dispatch(self) -> None:
         # a submit that fails frees its slot at once: keep choosing until nothing can start
-        while batch := self._q.pop_startable():
+        gate = self._shared_gate if self.shared is not None else None
+        while batch := self._q.pop_startable(gate):
             for i in batch:
                 self._start(i)
+
+    def _shared_gate(self, i: int) -> bool:
+        answer = self.shared.ask(i, self._q.pool_of[i], self._ready_at.get(i, self.clock()))
+        if answer is True or answer is False:
+            return answer
+        self._timer(answer - self.clock(), "shared", i, 0)  # ask that pool again then
+        return False
+
+    def _free(self, i: int) -> None:
+        """``i``'s attempt no longer holds its slots: here, and shared with other refreshes."""
+        self._q.release(i)
+        if self.shared is not None:
+            self.shared.release(i)
 
     def _job(self, i: int, attempt: int) -> Job:
         svc = self.graph.services[self.graph.names[i]]
@@ -204,7 +236,7 @@ class Dispatcher:
             self._submit(i, attempt)
             return
         del self._inflight[i]
-        self._q.release(i)
+        self._free(i)
         run = self._runs[i]
         run.finished = self.clock()
         if isinstance(out, Outcome):
@@ -251,13 +283,15 @@ class Dispatcher:
             run.error = f"cancelled while running: {reason}"
             self._emit(Event.CANCEL, i, reason=reason)
         self._inflight.clear()
+        if self.shared is not None:
+            self.shared.release_all()
 
     def _timeout(self, i: int, attempt: int) -> None:
         current = self._inflight.get(i)
         if current is None or current.attempt != attempt:
             return  # finished in time
         del self._inflight[i]
-        self._q.release(i)
+        self._free(i)
         if current.handle is not None:
             self.runner.cancel(current.handle)
         run = self._runs[i]

@@ -45,6 +45,7 @@ def build_report(plan: Plan, runs: dict, dispatcher, runner_name: str, flow_run_
     makespan = (last - first) if first is not None and last is not None else 0.0
     measured = measured_bound(plan, runs, dispatcher.max_concurrency)
     services = {}
+    shared = getattr(dispatcher, "shared", None)
     for i, name in enumerate(plan.graph.names):
         r = runs[name]
         services[name] = {
@@ -55,6 +56,9 @@ def build_report(plan: Plan, runs: dict, dispatcher, runner_name: str, flow_run_
             "estimate_source": plan.estimate_source[i] if plan.estimate_source else None,
             "lost_worker": r.lost_worker,
             "attempt_history": [asdict(a) for a in r.history],
+            # seconds it was ready, with a slot here, but every shared slot of its pool was
+            # held by other refreshes; None when the pools are not shared
+            "shared_wait_s": shared.waited.get(i, 0.0) if shared is not None else None,
         }
     return {
         "makespan_s": makespan,
@@ -81,6 +85,7 @@ def build_report(plan: Plan, runs: dict, dispatcher, runner_name: str, flow_run_
         "cancelled": sorted(n for n, s in services.items() if s["state"] == "cancelled"),
         "not_run": sorted(n for n, s in services.items() if s["state"] == "not_run"),
         "cancel_reason": dispatcher.cancelled,
+        "shared_wait_s": sum(shared.waited.values()) if shared is not None else None,
         "services": services,
     }
 

@@ -43,7 +43,7 @@ def run(graph: Graph, runner="threads", *, max_concurrency: int | None = None, w
         skip: Iterable[str] = (), history: History | None = None, cpu_aware: bool = False,
         secrets: Iterable[str] = (), log_dir: str | None = None, run_id: str | None = None,
         on_plan: Callable[[Plan], None] | None = None, deadline: Deadline | str | None = None,
-        on_deadline_risk: str | None = None, code=None) -> dict:
+        on_deadline_risk: str | None = None, code=None, shared_pools: bool = False) -> dict:
     """Run ``graph`` and return the report (see ``orchestrator.report``).
 
     ``runner`` is a name (threads, processes, dask, ray) or a runner object the
@@ -60,7 +60,9 @@ def run(graph: Graph, runner="threads", *, max_concurrency: int | None = None, w
     shell command run when it is at risk. The report then has ``deadline``. ``code`` (a
     ``runners.base.Code``, from ``execution.shipping.code_for``): the service code a cluster
     runner ships to its workers; by default, with ``address``, the project's (the current
-    folder's); ``False``: nothing shipped.
+    folder's); ``False``: nothing shipped. ``shared_pools``: each pool's slots are shared with
+    every other refresh on the same Prefect server (``flows.shared_pools``); the report then has
+    ``shared_pools`` (the limits in force) and each service's ``shared_wait_s``.
     """
     prefect_env_defaults()
     if isinstance(deadline, str):
@@ -78,6 +80,13 @@ def run(graph: Graph, runner="threads", *, max_concurrency: int | None = None, w
     done = set(skip)
     if done:
         graph = graph.subgraph(n for n in graph.names if n not in done)
+    shared_limits = None
+    if shared_pools:  # before any engine starts: no server to share through costs nothing
+        from .shared_pools import ensure_limits
+
+        shared_limits = ensure_limits(graph.pools)
+        # the server's limit wins (see flows.shared_pools): this refresh plans and keeps to it too
+        graph = Graph([graph.services[n] for n in graph.names], {**graph.pools, **shared_limits}, graph.source)
     with ExitStack() as stack:
         from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS as STARTUP
         from prefect.settings import temporary_settings
@@ -109,7 +118,7 @@ def run(graph: Graph, runner="threads", *, max_concurrency: int | None = None, w
 
         def refresh(graph_source: str, runner_name: str, max_concurrency: int, services: int):
             return refresh_in_flow(plan, runner, [*observers, *recording], result, control, secrets=secrets,
-                                   log_dir=log_dir, deadline=watch)
+                                   log_dir=log_dir, deadline=watch, shared_pools=shared_limits)
 
         refresh_flow = flow(name=flow_name, log_prints=False, persist_result=False,
                             validate_parameters=False)(refresh)
@@ -132,9 +141,11 @@ def run(graph: Graph, runner="threads", *, max_concurrency: int | None = None, w
 
 def refresh_in_flow(plan, runner, observers: Iterable = (), result: dict | None = None,
                     control: RunControl | None = None, secrets: Iterable[str] = (), log_dir: str | None = None,
-                    deadline: DeadlineWatch | None = None):
+                    deadline: DeadlineWatch | None = None, shared_pools: dict[str, int] | None = None):
     """Run ``plan`` inside the current Prefect flow run; the report goes to ``result["report"]``.
     ``deadline``: watched while it runs, flagged when at risk (``flows.deadlines``).
+    ``shared_pools`` (the limits in force, from ``shared_pools.ensure_limits``): every pooled
+    attempt also holds a slot of the pool's Prefect global concurrency limit.
 
     Returns what the flow run should end with: a Failed state naming the failed
     services, or the report's summary fields.
@@ -151,10 +162,16 @@ def refresh_in_flow(plan, runner, observers: Iterable = (), result: dict | None 
     for obs in observers:  # the history rows name the flow run too
         if isinstance(obs, HistoryObserver):
             obs.flow_run_id = str(flow_run_id)
-    with PrefectRecorder(plan.graph, flow_run_id, log_dir=log_dir) as recorder:
+    with ExitStack() as stack:
+        recorder = stack.enter_context(PrefectRecorder(plan.graph, flow_run_id, log_dir=log_dir))
+        shared = None
+        if shared_pools is not None:
+            from .shared_pools import PrefectSharedSlots
+
+            shared = stack.enter_context(PrefectSharedSlots(flow_run_id))
         watcher = deadline_watcher(plan, deadline, flow_run_id, FlowRunContext.get().flow.name)
         dispatcher = Dispatcher(plan, runner, [recorder, *observers, *([watcher] if watcher else [])],
-                                max_concurrency=plan.max_concurrency, secrets=tuple(secrets))
+                                max_concurrency=plan.max_concurrency, secrets=tuple(secrets), shared=shared)
         if control is not None:
             control.attach(dispatcher)
         # Prefect installs its own SIGTERM handler when the flow run starts: take the
@@ -180,6 +197,7 @@ def refresh_in_flow(plan, runner, observers: Iterable = (), result: dict | None 
     # what Prefect's bookkeeping lost (events refused, final states not stored): [] when none
     report["prefect_errors"] = list(recorder.errors)
     report["signal"] = control.signal if control is not None else None
+    report["shared_pools"] = dict(shared_pools) if shared_pools is not None else None
     if watcher is not None:
         report["deadline"] = watcher.report(dispatcher.last_completion, complete=not (
             report["failed"] or report["skipped"] or report["cancelled"] or report["not_run"]))

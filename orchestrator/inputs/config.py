@@ -12,16 +12,22 @@
     json_report = ".critpath/last-run.json"
     secrets = ["db_password"]            # environment variables whose values are masked everywhere
     cpu_aware = false                    # admit services only while their CPU demand fits the cores
+    shared_pools = false                 # share the pools' limits with every refresh on the Prefect server
     history_runs = 50                    # runs of each service the duration history keeps
     deadline = "09:00"                   # HH:MM (next occurrence), ISO 8601, or +DURATION (+2h)
     deadline_margin = "10m"              # flag a deadline at risk this much earlier (seconds or 90s/15m/2h)
     on_deadline_risk = "notify.sh"       # a shell command, run with the details as JSON on stdin
     ship = true                          # with --address (and on Ray): send the service code to the workers
     requirements = ["duckdb>=1.1"]       # pip requirements installed on a cluster's workers first
+    serve_collision = "queue"            # a served refresh that finds one running: queue | skip
+    debounce = 2                         # seconds: events this close together become one refresh
     [pools]
     warehouse = 4
     [schedule]
     cron = "0 2 * * *"                   # or: interval = 900 (seconds)
+    [[watch]]                            # critpath watch: a landing folder and the service it updates
+    path = "landing/orders"
+    service = "ingest_orders"
 
 Precedence: command-line flag > this file > built-in default. Unknown keys are
 errors (with a suggestion), so a typo never silently falls back to a default.
@@ -49,9 +55,13 @@ from ..planning.ranges import (
 )
 
 DEFAULT_MODULE = "services.refinery"
+DEFAULT_DEBOUNCE = 2.0
+COLLISIONS = ("queue", "skip")
+DEBOUNCE_RULE = f"must be a number of seconds > 0, at most {MAX_SECONDS:g}"
 KEYS = {"modules", "graph", "runner", "workers", "max_concurrency", "address", "retries", "retry_delay",
         "timeout", "state_dir", "json_report", "pools", "schedule", "time_scale", "select", "secrets",
-        "cpu_aware", "history_runs", "deadline", "deadline_margin", "on_deadline_risk", "ship", "requirements"}
+        "cpu_aware", "shared_pools", "history_runs", "deadline", "deadline_margin", "on_deadline_risk", "ship", "requirements",
+        "serve_collision", "debounce", "watch"}
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,8 @@ class Config:
     #: does): every worker masks their values from its first service
     secrets: tuple[str, ...] = ()
     cpu_aware: bool = False  # admit services only while their CPU demand fits the cores
+    #: each pool a Prefect global concurrency limit (critpath-<pool>) shared by every refresh
+    shared_pools: bool = False
     history_runs: int = 50  # runs of each service the duration history keeps
     deadline: str | None = None  # WHEN, as --deadline takes it; resolved when a command starts
     deadline_margin: float = 0.0  # seconds: flag a deadline at risk this much earlier
@@ -83,6 +95,10 @@ class Config:
     requirements: tuple[str, ...] = ()  # pip requirements installed on a cluster's workers first
     pools: dict[str, int] = field(default_factory=dict)
     schedule: dict[str, Any] = field(default_factory=dict)
+    serve_collision: str = "queue"  # a served refresh that finds another running: queue | skip
+    debounce: float = DEFAULT_DEBOUNCE  # seconds: events this close together become one refresh
+    #: ``critpath watch`` pairs: ({"path", "service", "debounce"}, ...), each checked here
+    watch: tuple[dict, ...] = ()
 
 
 def find_config(folder: Path) -> tuple[Path, dict] | None:
@@ -255,6 +271,7 @@ def _build(path: str, data: dict) -> Config:
         select=want("select", str, rule="must be a selection string"),
         secrets=tuple(dict.fromkeys(secrets)),
         cpu_aware=_flag(data, "cpu_aware", problems),
+        shared_pools=_flag(data, "shared_pools", problems),
         history_runs=number("history_runs", 1, 100_000, "must be a whole number of runs from 1 to 100000",
                             whole=True) or 50,
         deadline=deadline, deadline_margin=margin,
@@ -264,9 +281,44 @@ def _build(path: str, data: dict) -> Config:
         requirements=tuple(dict.fromkeys(r.strip() for r in requirements)),
         pools={k: v for k, v in pools.items() if is_pool_limit(v)},
         schedule=dict(schedule),
+        serve_collision=want("serve_collision", str, lambda v: v in COLLISIONS,
+                             'must be "queue" (wait for the running refresh) or "skip"') or "queue",
+        debounce=number("debounce", 0, MAX_SECONDS, DEBOUNCE_RULE, low_open=True) or DEFAULT_DEBOUNCE,
+        watch=_watch_pairs(data.get("watch", []), problems),
     )
     if problems:
         head = f"{path}: " + (problems[0] if len(problems) == 1 else f"{len(problems)} problems:\n  - "
                               + "\n  - ".join(problems))
         raise CritpathError(head)
     return cfg
+
+
+def is_debounce(value) -> bool:
+    """A debounce (seconds): a finite number > 0, at most MAX_SECONDS."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and check_number(
+        value, 0, MAX_SECONDS, False, True)
+
+
+def _watch_pairs(pairs, problems: list[str]) -> tuple[dict, ...]:
+    """``[[watch]]``: tables of ``path`` (a folder), ``service`` and an optional ``debounce``."""
+    rule = ('must be tables [[watch]] with path = "landing/folder", service = "name" and optionally '
+            "debounce = seconds")
+    if not isinstance(pairs, list) or not all(isinstance(t, dict) for t in pairs):
+        problems.append(f"watch = {show(pairs)}: {rule}")
+        return ()
+    out = []
+    for i, t in enumerate(pairs, 1):
+        bad = sorted(set(t) - {"path", "service", "debounce"})
+        path, service = t.get("path"), t.get("service")
+        if bad:
+            problems.append(f"watch #{i}: unknown key {bad[0]!r}{did_you_mean(bad[0], ['path', 'service', 'debounce'])}")
+        elif not isinstance(path, str) or not path.strip() or "\0" in path:
+            problems.append(f"watch #{i}: path = {show(path)}: must be a folder path, not empty")
+        elif not isinstance(service, str) or not service.strip():
+            problems.append(f"watch #{i}: service = {show(service)}: must be a service name")
+        elif "debounce" in t and not is_debounce(t["debounce"]):
+            problems.append(f"watch #{i}: debounce = {show(t['debounce'])}: {DEBOUNCE_RULE}")
+        else:
+            out.append({"path": path, "service": service, **({"debounce": float(t["debounce"])}
+                                                              if "debounce" in t else {})})
+    return tuple(out)

@@ -11,6 +11,10 @@ Policy (list scheduling with critical-path priorities):
   * a service starts only when a global slot *and* a slot in its pool are free;
     a service whose pool is full does not block others behind it (work-conserving);
   * nothing is reserved for a service that is still waiting on its upstreams;
+  * shared pools (optional ``gate``): a slot that other refreshes share is asked for only
+    for the most critical ready service of its pool, once it has a global slot and fits the
+    cores; a pool whose shared slots are all taken closes for this round, and services of
+    other pools still start;
   * cpu-aware (optional, ``cpu`` and ``cores`` given): a service starts only while the
     CPU demand of what runs, its own included, fits the cores (or nothing runs at all,
     so a service wider than the machine still runs, alone). Ready services are tried
@@ -25,7 +29,7 @@ O(log n) plus O(pools), plus O(k log n) for the k ready services that do not fit
 from __future__ import annotations
 
 import heapq
-from typing import Sequence
+from typing import Callable, Sequence
 
 from .graph import Graph
 
@@ -55,14 +59,17 @@ class ReadyQueue:
         """Make ``i`` ready (first time, or again after a failed attempt to be retried)."""
         heapq.heappush(self.heaps[self.pool_of[i]], (-self.priority[i], i))
 
-    def pop_startable(self) -> list[int]:
-        """Take every service that may start now, best first, and count them as running."""
+    def pop_startable(self, gate: Callable[[int], bool] | None = None) -> list[int]:
+        """Take every service that may start now, best first, and count them as running.
+        ``gate(i)``, asked last for each service that may otherwise start, may refuse it (no
+        shared slot free); its pool then closes until the next call."""
         out: list[int] = []
-        waiting_for_cores: list[tuple[str | None, tuple[float, int]]] = []
+        put_back: list[tuple[str | None, tuple[float, int]]] = []
+        closed: set[str | None] = set()
         while self.running < self.max_concurrency:
             best, head = _NONE, None
             for pool, heap in self.heaps.items():
-                if heap and self.running_in[pool] < self.limit[pool]:
+                if heap and pool not in closed and self.running_in[pool] < self.limit[pool]:
                     if head is None or heap[0] < head:
                         best, head = pool, heap[0]
             if best is _NONE:  # the unpooled heap's key is None, hence a sentinel
@@ -70,14 +77,18 @@ class ReadyQueue:
             item = heapq.heappop(self.heaps[best])
             i = item[1]
             if self.cpu is not None and self.running and self.running_cpu + self.cpu[i] > self.cores + 1e-9:
-                waiting_for_cores.append((best, item))  # put back below, once the others were tried
+                put_back.append((best, item))  # put back below, once the others were tried
+                continue
+            if gate is not None and not gate(i):
+                closed.add(best)
+                put_back.append((best, item))
                 continue
             self.running += 1
             self.running_in[best] += 1
             if self.cpu is not None:
                 self.running_cpu += self.cpu[i]
             out.append(i)
-        for pool, item in waiting_for_cores:
+        for pool, item in put_back:
             heapq.heappush(self.heaps[pool], item)
         return out
 

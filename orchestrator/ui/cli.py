@@ -230,9 +230,12 @@ def plan_for(graph, cfg, runner: str, max_concurrency, workers, address, no_hist
 @deadline_option
 @click.option("--deadline-fails", is_flag=True,
               help="Exit 1 when every service completed but the deadline was missed (default: 0, only late).")
+@click.option("--shared-pools/--no-shared-pools", default=None,
+              help="Share each pool's limit with every refresh on the Prefect server (PREFECT_API_URL), as the "
+                   "global concurrency limit critpath-<pool> (default: shared_pools in the config, else off).")
 def run(graph_file, modules, config_path, select, pools, max_concurrency, time_scale, default_retries,
         default_timeout, runner, workers, address, json_report, progress, resume, no_wait, no_history, cpu_aware,
-        deadline, deadline_fails):
+        deadline, deadline_fails, shared_pools):
     """Run the refresh as one Prefect flow run."""
     import time
 
@@ -255,6 +258,13 @@ def run(graph_file, modules, config_path, select, pools, max_concurrency, time_s
     report_path = str(Path(json_report or cfg.json_report or Path(cfg.state_dir) / "last-run.json").absolute())
     validate(graph)  # before any engine starts: bad input costs nothing
     check_runner(runner)
+    share = cfg.shared_pools if shared_pools is None else shared_pools
+    if share:
+        from ..flows.settings import prefect_env_defaults
+        from ..flows.shared_pools import require_server
+
+        prefect_env_defaults()
+        require_server()
     selected = select_services(graph, select, cfg)
     if json_report or cfg.json_report:  # else it is in state_dir, which the ledger checks
         what = "--json-report" if json_report else "json_report"
@@ -290,7 +300,8 @@ def run(graph_file, modules, config_path, select, pools, max_concurrency, time_s
                                    cpu_aware=cfg.cpu_aware if cpu_aware is None else cpu_aware,
                                    secrets=cfg.secrets, log_dir=str(ledger.dir / "logs"), run_id=ledger.run_id,
                                    on_plan=lambda p: _say_plan(p, chosen.source, due), deadline=due,
-                                   on_deadline_risk=cfg.on_deadline_risk, code=code)
+                                   on_deadline_risk=cfg.on_deadline_risk, code=code,
+                                   shared_pools=share)
             # the end marker: without it, a resume says what was in flight when this run ended
             ledger.finish("cancelled" if report.get("cancel_reason") else "failed" if report["failed"]
                           else "completed")
@@ -545,19 +556,26 @@ def history(names, graph_file, modules, config_path, runner, as_json):
 @click.option("--name", default=None, metavar="NAME", help="Deployment name (default: the ref, else 'git').")
 @click.option("--credentials-block", metavar="NAME",
               help="A Prefect Secret block holding the access token of a private repository.")
-def deploy(work_pool, source, ref, name, credentials_block):
+@click.option("--state-dir", "state_dir", metavar="PATH",
+              help="Where runs keep reports and history: an absolute path on the worker's machine "
+                   "(default: state_dir in the config, which, if relative, is in each run's clone, deleted "
+                   "after the run).")
+def deploy(work_pool, source, ref, name, credentials_block, state_dir):
     """Register the refresh as a deployment that pulls the project from git on every run."""
     from ..flows.deploying import deploy as register
     from ..flows.settings import prefect_env_defaults
 
     prefect_env_defaults()
     name = name or (ref.replace("/", "-") if ref else "git")
-    deployment_id, checked = register(name, work_pool, source, ref, credentials_block)
+    deployment_id, checked = register(name, work_pool, source, ref, credentials_block, state_dir)
     sched = checked.schedule
     when = (f"cron {sched['cron']!r}" if sched.get("cron") else
             f"every {sched['interval']:g} s" if sched.get("interval") else "no schedule (run it on demand)")
     click.echo(f"deployment 'critpath-refresh/{name}' ({deployment_id}): {checked.services} services from {source} at "
                f"{ref or 'its default branch'} (now {checked.commit[:12]}), pulled on every run; {when}")
+    kept = state_dir or (checked.state_dir if os.path.isabs(checked.state_dir) else None)
+    click.echo(f"reports:   {kept} on the worker's machine" if kept else
+               "reports:   in each run's clone, deleted after the run (give --state-dir to keep them)")
     click.echo(f"run it:    prefect deployment run 'critpath-refresh/{name}'\n"
                f"worker:    prefect worker start --pool {work_pool}")
 
@@ -616,9 +634,15 @@ def report(path, html_path):
 @click.option("--name", default="scheduled", show_default=True, help="Deployment name.")
 @click.option("--deadline", metavar="WHEN", help="Each run must finish by WHEN: HH:MM (its next occurrence after "
               "the run starts), an ISO 8601 date-time, or +DURATION from the run's start. Default: the config's.")
+@click.option("--collision", type=click.Choice(["queue", "skip"]),
+              help="A refresh due while another runs: queue (wait for it) or skip. Default: serve_collision "
+                   "in the config, else queue.")
+@click.option("--debounce", type=_FiniteRange(0, MAX_SECONDS, min_open=True), metavar="SECONDS",
+              help="Events this close together become one refresh (default: debounce in the config, else 2).")
 def serve(graph_file, modules, config_path, select, runner, workers, max_concurrency, address, cron, interval,
-          timezone, name, deadline):
-    """Serve the refresh as a Prefect deployment on a schedule (Ctrl-C stops it)."""
+          timezone, name, deadline, collision, debounce):
+    """Serve the refresh as a Prefect deployment: on a schedule if one is given, and on
+    critpath.service.updated events (critpath emit, critpath watch); Ctrl-C stops it."""
     import time
 
     from ..planning.validate import validate
@@ -632,9 +656,6 @@ def serve(graph_file, modules, config_path, select, runner, workers, max_concurr
     check_runner(runner or cfg.runner)
     if cron is None and interval is None:
         cron, interval = cfg.schedule.get("cron"), cfg.schedule.get("interval")
-    if cron is None and interval is None:
-        raise CritpathError("no schedule: give --cron or --interval, or set [schedule] cron or interval "
-                            "in critpath.toml")
     if cron is not None and interval is not None:
         raise CritpathError("give either a cron or an interval schedule, not both")
     from ..inputs.config import is_time_zone
@@ -657,7 +678,8 @@ def serve(graph_file, modules, config_path, select, runner, workers, max_concurr
     from ..flows.settings import prefect_env_defaults
 
     prefect_env_defaults()
-    status = serve_forever(name, cron, interval, params, timezone)
+    status = serve_forever(name, cron, interval, params, timezone, collision=collision or cfg.serve_collision,
+                           debounce=debounce or cfg.debounce)
     click.echo("critpath: stopped serving", err=True)
     sys.exit(status)
 
@@ -684,4 +706,9 @@ def server(host, port, config_path):
 
 from benchmarks.cli import bench as _bench  # the benchmarks live in benchmarks/
 
+from .watching import emit as _emit  # critpath emit / watch: sending critpath.service.updated
+from .watching import watch as _watch
+
 main.add_command(_bench)
+main.add_command(_emit)
+main.add_command(_watch)

@@ -27,6 +27,9 @@ def summary(report: dict) -> str:
         lines.append(f"predicted {predicted:.2f} s" + (f" on {cores:g} cores" if isinstance(cores, (int, float)) else "")
                      + f", measured {report['makespan_s']:.2f} s"
                      + (f" ({error:+.0%} against the prediction)" if isinstance(error, (int, float)) else ""))
+    shared = shared_pools_line(report)
+    if shared:
+        lines.append(shared)
     deadline = deadline_line(report.get("deadline"))
     if deadline:
         lines.append(deadline)
@@ -57,6 +60,22 @@ def summary(report: dict) -> str:
         lines.append(f"PREFECT bookkeeping failed for {len(prefect_errors)} item(s), so the Prefect UI may not "
                      f"match this report; first: {prefect_errors[0]}")
     return "\n".join(lines)
+
+
+def shared_pools_line(report: dict) -> str | None:
+    """When pools shared with other refreshes cost this run time (the report's ``shared_wait_s``)."""
+    waited = _num(report.get("shared_wait_s"))
+    pools = report.get("shared_pools")
+    if waited is None or not isinstance(pools, dict):
+        return None
+    limits = ", ".join(f"{p} = {n}" for p, n in sorted(pools.items()))
+    if waited <= 0:
+        return f"shared pools ({limits}): no service waited for a slot held by another refresh"
+    who = sorted(((s.get("shared_wait_s") or 0.0, n) for n, s in report["services"].items()
+                  if isinstance(s, dict) and (_num(s.get("shared_wait_s")) or 0) > 0), reverse=True)
+    most = ", ".join(f"{n} {w:.1f} s" for w, n in who[:3])
+    return (f"SHARED POOLS cost time ({limits}): {len(who)} service(s) waited {waited:.1f} s in all for slots "
+            f"other refreshes held; longest: {most}")
 
 
 def _num(x) -> float | None:

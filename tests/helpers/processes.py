@@ -45,10 +45,20 @@ def gone(pid: int) -> bool:
         return True
 
 
+# A local ``ray.init()`` in this test process sets RAY_AUTH_MODE=token in os.environ for good
+# (Ray 2.60); a critpath started later must not inherit it, or it would ask a cluster started
+# without token authentication for a token. The value this process started with is kept.
+_RAY_AUTH_MODE_AT_START = os.environ.get("RAY_AUTH_MODE")
+
+
 def cli_env(api_url: str | None, **extra: str) -> dict:
     """The environment of a ``critpath`` subprocess: this repository importable, no colours,
     Prefect at ``api_url`` (None: no PREFECT_API_URL, so Prefect starts its temporary server)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1", **extra}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
+    env.pop("RAY_AUTH_MODE", None)
+    if _RAY_AUTH_MODE_AT_START is not None:
+        env["RAY_AUTH_MODE"] = _RAY_AUTH_MODE_AT_START
+    env.update(extra)
     env.pop("PREFECT_API_URL", None)
     if api_url:
         env["PREFECT_API_URL"] = api_url

@@ -159,3 +159,12 @@ def test_a_number_of_thousands_of_digits_is_one_error(tmp_path):
 
 def test_broken_toml_names_the_file_and_the_fix(tmp_path):
     assert problem(tmp_path, "workers = [\n").endswith("; fix the TOML syntax there")
+
+
+@pytest.mark.parametrize("value", ['"yes"', "1"])
+def test_shared_pools_must_be_true_or_false(tmp_path, value):
+    (tmp_path / "critpath.toml").write_text(f"shared_pools = {value}\n")
+    with pytest.raises(CritpathError, match=r"shared_pools = .*: must be true or false"):
+        load_config(folder=tmp_path)
+    (tmp_path / "critpath.toml").write_text("shared_pools = true\n")
+    assert load_config(folder=tmp_path).shared_pools is True
