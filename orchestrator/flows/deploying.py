@@ -2,17 +2,24 @@
 
 No image is built per change. The deployment runs critpath's own flow
 (``orchestrator.flows.serving.refresh``, installed where the worker runs), and its pull
-steps clone the project's repository at a ref (a branch for "the latest", a tag or a
-commit for a pinned version) into the worker's folder and step into it, so each run
+steps clone the project's repository at a ref (a branch for "the latest", a tag for a
+pinned version) into the run's folder on the worker and step into it, so each run
 loads the graph and ``critpath.toml`` of that ref, as ``critpath run`` would in a checkout
 of it. A ``prefect worker start --pool NAME`` picks the runs up.
 
 Before anything is registered, the ref is cloned here once (shallow) to check that the
 source is a git repository, that the ref exists, and that its graph and configuration
 load and validate; the schedule comes from that ref's ``critpath.toml``. A private
-repository's token comes from a Prefect Secret block named by ``--credentials-block``,
-resolved by the worker at run time: it is never on the command line or in the
-deployment's parameters.
+repository's token comes from a Prefect Secret block named by ``--credentials-block``:
+the pull step holds only a template naming the block, which the worker resolves when a
+run starts, so the token is never on the command line, in the deployment or in its
+parameters.
+
+A process worker runs each flow run in a temporary folder that it deletes afterwards,
+clone included. ``--state-dir`` (an absolute path on the worker's machine, a deployment
+parameter) keeps the runs' reports and duration history there instead, so that a
+deployed refresh, like ``critpath run``, leaves its report behind and plans from the
+history of the runs before it.
 """
 from __future__ import annotations
 
@@ -32,6 +39,7 @@ class Checked:
     commit: str
     schedule: dict
     services: int
+    state_dir: str  # the config's at that ref
 
 
 def _git(*args: str, cwd: str | None = None) -> subprocess.CompletedProcess:
@@ -65,7 +73,14 @@ def check_source(source: str, ref: str | None) -> Checked:
             raise CritpathError(f"{source} at {ref or 'its default branch'}: {exc}") from None
         finally:
             os.chdir(here)
-        return Checked(ref or "", commit, dict(cfg.schedule), len(graph))
+        return Checked(ref or "", commit, dict(cfg.schedule), len(graph), cfg.state_dir)
+
+
+def check_state_dir(state_dir: str | None) -> None:
+    if state_dir is not None and not os.path.isabs(state_dir):
+        raise CritpathError(f"--state-dir {state_dir!r}: must be an absolute path on the worker's machine, "
+                            "e.g. /var/lib/critpath; a relative one would be inside each run's clone, "
+                            "which the worker deletes after the run")
 
 
 def pull_steps(source: str, ref: str | None, credentials_block: str | None) -> list[dict]:
@@ -79,7 +94,7 @@ def pull_steps(source: str, ref: str | None, credentials_block: str | None) -> l
 
 
 async def _deploy(name: str, work_pool: str, source: str, ref: str | None, credentials_block: str | None,
-                  checked: Checked) -> str:
+                  state_dir: str | None, checked: Checked) -> str:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import DeploymentScheduleCreate
     from prefect.exceptions import ObjectNotFound
@@ -106,9 +121,10 @@ async def _deploy(name: str, work_pool: str, source: str, ref: str | None, crede
         if sched.get("cron") is not None or sched.get("interval") is not None:
             s = schedule_of(sched.get("cron"), sched.get("interval"), sched.get("timezone"))
             schedules = [DeploymentScheduleCreate(schedule=_server_schedule(s), active=True)]
+        parameters = {"folder": ".", **({"state_dir": state_dir} if state_dir else {})}
         deployment_id = await client.create_deployment(
             flow_id=flow_id, name=name, work_pool_name=work_pool, entrypoint=ENTRYPOINT,
-            pull_steps=pull_steps(source, ref, credentials_block), parameters={"folder": "."},
+            pull_steps=pull_steps(source, ref, credentials_block), parameters=parameters,
             parameter_openapi_schema=parameter_schema(refresh).model_dump_for_openapi(),
             schedules=schedules, version=checked.commit[:12] or None,
             description=f"critpath refresh of {source} at {ref or 'its default branch'}, pulled on every run",
@@ -124,7 +140,8 @@ def _server_schedule(s):
     return IntervalSchedule(interval=s.interval, timezone=s.timezone)
 
 
-def deploy(name: str, work_pool: str, source: str, ref: str | None, credentials_block: str | None) -> tuple[str, Checked]:
+def deploy(name: str, work_pool: str, source: str, ref: str | None, credentials_block: str | None,
+           state_dir: str | None = None) -> tuple[str, Checked]:
     """Check the source at ``ref``, then register the deployment; returns (its id, what was checked)."""
     import asyncio
 
@@ -133,5 +150,6 @@ def deploy(name: str, work_pool: str, source: str, ref: str | None, credentials_
     if not PREFECT_API_URL.value():
         raise CritpathError("critpath deploy needs a Prefect server: start one ('critpath server') and set "
                             "PREFECT_API_URL, e.g. export PREFECT_API_URL=http://127.0.0.1:4200/api")
+    check_state_dir(state_dir)
     checked = check_source(source, ref)
-    return asyncio.run(_deploy(name, work_pool, source, ref, credentials_block, checked)), checked
+    return asyncio.run(_deploy(name, work_pool, source, ref, credentials_block, state_dir, checked)), checked
