@@ -23,10 +23,15 @@ from prefect import flow
 @flow(name="critpath-refresh", log_prints=False, persist_result=False)
 def refresh(folder: str = ".", config: str | None = None, graph: str | None = None, modules: str | None = None,
             runner: str | None = None, select: str | None = None, max_concurrency: int | None = None,
-            workers: int | None = None, address: str | None = None, deadline: str | None = None):
+            workers: int | None = None, address: str | None = None, deadline: str | None = None,
+            state_dir: str | None = None, event: str | None = None):
     """One refresh of the project in ``folder``, inside this flow run. ``deadline`` (else the
     config's): WHEN as ``--deadline`` takes it, resolved as this run starts, so ``HH:MM`` is its
-    next occurrence after the start and ``+DURATION`` counts from it."""
+    next occurrence after the start and ``+DURATION`` counts from it. ``state_dir`` (else the
+    config's): where reports and history go; a deployed run gives one outside its clone, which
+    the worker deletes after the run. ``event``: the resource ids (``critpath.service.<name>``,
+    comma-separated) of the events this run is for; it then refreshes each ``<name>+`` only,
+    with whatever waited behind it (``flows.triggers``)."""
     import threading
     import uuid
     from contextlib import nullcontext
@@ -49,11 +54,29 @@ def refresh(folder: str = ".", config: str | None = None, graph: str | None = No
     if folder not in sys.path:
         sys.path.insert(0, folder)
     g, cfg = load_inputs(graph, modules, config, (), None)
+    if state_dir:
+        import dataclasses
+
+        cfg = dataclasses.replace(cfg, state_dir=state_dir)
     validate(g)
     due = _deadline(deadline or cfg.deadline, cfg.deadline_margin)
     g = select_services(g, select, cfg)
+    from .triggers import coalesced, follow_up_after
+
+    lock, g, why = coalesced(g, cfg.state_dir, event)
+    if g is None:  # nothing of the served graph to refresh: said in the run's state
+        from prefect.states import Completed
+
+        return Completed(message=why)
     name = runner or cfg.runner
     limit = max_concurrency or cfg.max_concurrency
+    shared = None
+    if cfg.shared_pools:  # as `critpath run --shared-pools`: the server's limits, where it has them
+        from ..planning.graph import Graph
+        from .shared_pools import ensure_limits
+
+        shared = ensure_limits(g.pools)
+        g = Graph([g.services[n] for n in g.names], {**g.pools, **shared}, g.source)
     # When serve stops (Ctrl-C) Prefect's runner cancels in-flight runs with SIGTERM.
     # Prefect's own handler raises TerminationSignal wherever the main thread happens
     # to be (even in a finalizer, where it is ignored and only printed); critpath's
@@ -78,12 +101,48 @@ def refresh(folder: str = ".", config: str | None = None, graph: str | None = No
             result: dict = {}
             watch = watch_for(due, g.names, inputs.observed, r.name, cfg.on_deadline_risk)
             outcome = refresh_in_flow(plan, r, (recording,), result, control if main else None,
-                                      secrets=cfg.secrets, deadline=watch)
+                                      secrets=cfg.secrets, deadline=watch, shared_pools=shared)
     report = result["report"]
     runs = Path(cfg.state_dir) / "runs"
     write_report(report, runs / f"{report['flow_run_id']}.json")
     write_report(report, Path(cfg.state_dir) / "last-run.json")
+    lock.release()
+    if not control.reason:  # with `skip`, the events that collided with this run come next
+        follow_up_after()
+    else:
+        _end_without_finalizing()
     return outcome
+
+
+def _end_without_finalizing() -> None:
+    """A cancelled refresh may leave service threads running native code (DuckDB, Arrow) that
+    the threads runner abandoned. At interpreter shutdown such a thread, coming back to Python,
+    is ended by ``pthread_exit``, whose unwinding through C++ frames aborted the process
+    (``terminate called after throwing an instance of ''``, status -6). So once Prefect's own
+    work is done (the flow run's final state is stored before the interpreter exits), the
+    process ends at the first exit hook, after delivering what Prefect still buffers."""
+    import atexit
+
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    if ctx is None or ctx.flow_run.deployment_id is None:  # not a process of the runner's own
+        return
+
+    def end() -> None:
+        from .server import drain
+
+        try:
+            drain()
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except (OSError, ValueError):
+                    pass
+            os._exit(0)
+
+    atexit.register(end)  # last registered, first run: before finalization ends the threads
 
 
 def _deadline(given: str | None, margin_s: float):
@@ -107,7 +166,7 @@ def _deadline(given: str | None, margin_s: float):
 
 
 def serve_forever(name: str, cron: str | None, interval: float | None, parameters: dict,
-                  timezone: str | None = None) -> int:
+                  timezone: str | None = None, collision: str = "queue", debounce: float = 2.0) -> int:
     """Serve until Ctrl-C; returns the exit status.
 
     Prefect's serve loop runs in a child process in a session of its own, and so
@@ -122,11 +181,17 @@ def serve_forever(name: str, cron: str | None, interval: float | None, parameter
     import subprocess
 
     spec = json.dumps({"name": name, "cron": cron, "interval": interval, "parameters": parameters,
-                       "timezone": timezone})
+                       "timezone": timezone, "collision": collision, "debounce": debounce})
+
+    def terminated(signum, frame):  # SIGTERM (systemd, kill) stops serving as Ctrl-C does
+        raise KeyboardInterrupt
+
     child = subprocess.Popen([sys.executable, "-m", "orchestrator.flows.serving", spec], start_new_session=True)
+    previous = signal.signal(signal.SIGTERM, terminated)
     try:
         return child.wait()
     except KeyboardInterrupt:
+        signal.signal(signal.SIGTERM, previous)
         child.send_signal(signal.SIGTERM)
         try:
             child.wait(60)
@@ -149,7 +214,7 @@ def schedule_of(cron: str | None, interval: float | None, timezone: str | None):
 
 
 def _serve_in_this_process(name: str, cron: str | None, interval: float | None, parameters: dict,
-                           timezone: str | None = None) -> None:
+                           timezone: str | None = None, collision: str = "queue", debounce: float = 2.0) -> None:
     """``Flow.serve``, with a SIGTERM that stops the runner from inside its event loop.
 
     Prefect's runner handles SIGTERM by calling ``sys.exit`` from the signal handler,
@@ -157,18 +222,32 @@ def _serve_in_this_process(name: str, cron: str | None, interval: float | None, 
     signal only sets an event; the loop then awaits ``Runner.astop()``, which cancels
     in-flight runs (their processes get SIGTERM, and critpath's handler in ``refresh``
     cancels each refresh, which ends Cancelled), and returns.
+
+    The deployment has a concurrency limit of 1 (``collision``: queue or skip) and a trigger
+    on ``critpath.service.updated`` (``flows.triggers``); its schedule is optional. Before
+    the runner stops, the deployment stands down (schedule paused, trigger disabled), and
+    once it has stopped the runs still waiting are deleted: nothing fires at a server nobody
+    serves. Serving again applies the deployment unpaused, with its trigger enabled.
     """
     import asyncio
     import signal
 
+    from prefect.client.orchestration import get_client
     from prefect.deployments.runner import EntrypointType
     from prefect.runner import Runner
 
+    from .triggers import deployment_options, remove_waiting, stand_down
+
     runner = Runner(name=name, pause_on_shutdown=False)
-    runner.add_flow(refresh, name=name, schedule=schedule_of(cron, interval, timezone), parameters=parameters,
-                    entrypoint_type=EntrypointType.MODULE_PATH)
-    print(f"critpath: serving deployment 'critpath-refresh/{name}'; Ctrl-C stops. Start a run now with:\n"
-          f"  prefect deployment run 'critpath-refresh/{name}'", flush=True)
+    scheduled = cron is not None or interval is not None
+    deployment_id = runner.add_flow(
+        refresh, name=name, schedule=schedule_of(cron, interval, timezone) if scheduled else None, paused=False,
+        parameters=parameters, entrypoint_type=EntrypointType.MODULE_PATH,
+        **deployment_options(collision, debounce))
+    print(f"critpath: serving deployment 'critpath-refresh/{name}' ("
+          + ("on its schedule and " if scheduled else "") + "on events critpath.service.updated, "
+          f"one refresh at a time, collisions: {collision}); Ctrl-C stops. Start a run now with:\n"
+          f"  prefect deployment run 'critpath-refresh/{name}'   or   critpath emit SERVICE", flush=True)
 
     async def main() -> None:
         started = asyncio.create_task(runner.start())
@@ -180,11 +259,31 @@ def _serve_in_this_process(name: str, cron: str | None, interval: float | None, 
         if started.done():
             stopping.cancel()
             return started.result()
+        problem = None
+        try:
+            async with get_client() as client:
+                await stand_down(client, deployment_id)
+        except Exception as exc:  # the server is gone: stop serving all the same
+            problem = exc
         await runner.astop()
         try:
             await asyncio.wait_for(started, 60)
         except (asyncio.TimeoutError, asyncio.CancelledError):
             pass
+        try:
+            if problem is None:
+                async with get_client() as client:
+                    removed = await remove_waiting(client, deployment_id)
+        except Exception as exc:
+            problem = exc
+        if problem is not None:
+            print(f"critpath: could not stand the deployment 'critpath-refresh/{name}' down "
+                  f"({type(problem).__name__}: {str(problem).splitlines()[0] if str(problem) else ''}); "
+                  "pause it in the Prefect UI once the server answers",
+                  file=sys.stderr, flush=True)
+        else:
+            print(f"critpath: paused deployment 'critpath-refresh/{name}' (schedule and event trigger); "
+                  f"removed {removed} run(s) waiting for it", flush=True)
 
     asyncio.run(main())
 
@@ -197,6 +296,9 @@ def server_command(state_dir: str, host: str, port: int) -> tuple[list[str], dic
 
     env = {**SERVER_DEFAULTS, **os.environ, "PREFECT_HOME": str(home)}
     env.pop("PREFECT_API_URL", None)
+    # the UI asks this address for its data; Prefect's default is port 4200 whatever --port says
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else f"[{host}]" if ":" in host else host
+    env.setdefault("PREFECT_UI_API_URL", f"http://{shown}:{port}/api")
     return [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)], env
 
 

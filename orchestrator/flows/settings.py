@@ -20,6 +20,9 @@ SERVER_DEFAULTS = {
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "0.25",
     # the temporary server needs 5-15 s to answer on a busy 2-core machine; Prefect gives up at 20
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+    # a served refresh queued behind another (deployment concurrency 1) is retried this long
+    # after the slot was refused; Prefect's 30 s would leave a follow-up refresh idle that long
+    "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "3",
 }
 
 
