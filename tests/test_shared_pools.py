@@ -4,8 +4,7 @@ Two ``critpath run`` processes share the pool ``wh`` (limit 2) through the serve
 concurrency limit ``critpath-wh``:
 
 * the first holds both slots (two services that wait for a file the test writes), and the
-  second, started meanwhile, asks and is refused (its service is a task run on the server, so
-  the dispatcher, which asks as the service becomes ready, has asked). Released, the first
+  second, started meanwhile, asks and is refused (it says so, once). Released, the first
   finishes; the second then runs. Their services' recorded intervals never put more than 2 in
   the pool at once, the second's report says how long it waited, and its summary says the
   shared pool cost time;
@@ -22,7 +21,9 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from tests.helpers.processes import Cli, assert_bad_input, critpath, read_pid, wait_until
+import pytest
+
+from tests.helpers.processes import Cli, assert_bad_input, critpath, read_pid
 from tests.helpers.projects import graph_file, last_report
 
 FAULTS = "tests.helpers.faults"
@@ -50,16 +51,6 @@ def _limit(url: str, name: str):
         return client.read_global_concurrency_limit_by_name(name)
 
 
-def _task_run_exists(url: str, name: str) -> bool:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with temporary_settings(updates={PREFECT_API_URL: url}), get_client(sync_client=True) as client:
-        return bool(client.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=[name])),
-                                          limit=1, offset=0, sort="EXPECTED_START_TIME_DESC"))
-
-
 def _most_at_once(intervals: list[tuple[float, float]]) -> int:
     edges = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])  # an end before a start
     most = now = 0
@@ -78,7 +69,33 @@ def _finish(cli: Cli, timeout: float = 240) -> int:
     return code
 
 
-def test_two_refreshes_never_exceed_the_shared_limit_and_the_later_one_says_it_waited(prefect_server, tmp_path):
+@pytest.fixture(scope="module")
+def killed_holder(prefect_server, tmp_path_factory):
+    """A refresh killed with SIGKILL while it held the only slot of ``held``, and the refresh
+    started right after it (its config says 3 slots), which must wait for that slot. Module-scoped
+    and asked for by the first test too, so that the dead lease (60 s) runs out while that test
+    runs; (the later refresh's folder, its Cli)."""
+    folder = tmp_path_factory.mktemp("dead")
+    _project(folder, [_hold(folder, "dead_hold", None, seconds=600)], "held", 1)
+    a = Cli("run", cwd=folder, api_url=prefect_server)
+    try:
+        read_pid(folder / "dead_hold.pid")
+        assert _limit(prefect_server, "critpath-held").active_slots == 1
+    finally:
+        a.signal_group(signal.SIGKILL)  # no chance to give anything back
+        a.wait(30)
+    later = _project(tmp_path_factory.mktemp("later"), [{"name": "later_a", "duration": 0.1}], "held", 3)
+    cli = Cli("run", cwd=later, api_url=prefect_server)
+    try:
+        yield later, cli
+    finally:
+        if cli.wait(0) is None:
+            cli.signal_group(signal.SIGKILL)
+            cli.wait(30)
+
+
+def test_two_refreshes_never_exceed_the_shared_limit_and_the_later_one_says_it_waited(prefect_server, tmp_path,
+                                                                                      killed_holder):
     release = tmp_path / "release"
     first = _project(tmp_path / "first", [_hold(tmp_path / "first", "first_a", release),
                                           _hold(tmp_path / "first", "first_b", release),
@@ -93,8 +110,7 @@ def test_two_refreshes_never_exceed_the_shared_limit_and_the_later_one_says_it_w
         read_pid(first / "first_b.pid")  # both slots of critpath-wh are the first refresh's now
         assert _limit(prefect_server, "critpath-wh").active_slots == 2
         b = Cli("run", cwd=second, api_url=prefect_server)
-        # a task run of second_a exists once it was ready; the dispatcher asked for its slot then
-        wait_until(lambda: _task_run_exists(prefect_server, "second_a"), 120, "second_a on the server")
+        b.wait_for_output("shared pool 'wh': every slot of critpath-wh is held by other refreshes", 120)
         release.touch()
         assert _finish(a) == 0, a.stdout + a.stderr
         assert _finish(b) == 0, b.stdout + b.stderr
@@ -115,25 +131,16 @@ def test_two_refreshes_never_exceed_the_shared_limit_and_the_later_one_says_it_w
     assert _limit(prefect_server, "critpath-wh").active_slots == 0
 
 
-def test_a_killed_refresh_gives_its_slots_back_when_its_leases_expire(prefect_server, tmp_path):
-    dead = _project(tmp_path / "dead", [_hold(tmp_path / "dead", "dead_hold", None, seconds=600)], "held", 1)
-    a = Cli("run", cwd=dead, api_url=prefect_server)
-    try:
-        read_pid(dead / "dead_hold.pid")
-        assert _limit(prefect_server, "critpath-held").active_slots == 1
-    finally:
-        a.signal_group(signal.SIGKILL)  # no chance to give anything back
-        a.wait(30)
-    later = _project(tmp_path / "later", [{"name": "later_a", "duration": 0.1}], "held", 3)
-    proc = critpath("run", cwd=later, api_url=prefect_server, timeout=240)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "the server's limit critpath-held = 1 wins over this config's 3" in proc.stderr, proc.stderr
+def test_a_killed_refresh_gives_its_slots_back_when_its_leases_expire(prefect_server, killed_holder):
+    later, cli = killed_holder
+    assert _finish(cli) == 0, cli.stdout + cli.stderr
+    assert "the server's limit critpath-held = 1 wins over this config's 3" in cli.stderr, cli.stderr
     report = last_report(later)
     assert report["shared_pools"] == {"held": 1}
     assert report["services"]["later_a"]["state"] == "completed"
     assert report["services"]["later_a"]["shared_wait_s"] > 0
-    assert "SHARED POOLS cost time" in proc.stdout
-    assert "Traceback" not in proc.stderr
+    assert "SHARED POOLS cost time (held = 1)" in cli.stdout, cli.stdout
+    assert "Traceback" not in cli.stderr
     assert _limit(prefect_server, "critpath-held").active_slots == 0
 
 

@@ -108,6 +108,7 @@ class PrefectSharedSlots:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._said_unreachable = False
+        self._said_busy: set[str] = set()
         self._client = None
         self._renewer: threading.Thread | None = None
 
@@ -139,6 +140,10 @@ class PrefectSharedSlots:
                 [limit_name(pool)], 1, "concurrency", LEASE_S, holder=holder)
         except HTTPStatusError as exc:
             if exc.response.status_code == 423:  # every slot taken: the server says when to ask again
+                if pool not in self._said_busy:  # once per pool: why this refresh's services wait
+                    self._said_busy.add(pool)
+                    _say(f"shared pool {pool!r}: every slot of {limit_name(pool)} is held by other refreshes; "
+                         "its services wait for one, the others go on")
                 try:
                     return Busy(float(exc.response.headers.get("Retry-After", 1.0)))
                 except ValueError:
