@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 
 import click
 
-MEASURES = ("overhead", "throughput", "efficiency", "planner", "refresh", "prediction")
+MEASURES = ("overhead", "throughput", "efficiency", "planner", "refresh", "prediction", "freshness")
 RUNNERS = ("threads", "processes", "dask", "ray")
 
 
@@ -118,7 +118,8 @@ class Bench:
 
             for n in s.planner_sizes:
                 self._case("planner", f"{n:,} services", Planner(n, s.planner_memory), 1)
-        engine_measures = {"overhead", "throughput", "efficiency", "refresh", "prediction"} & set(s.measures)
+        engine_measures = {"overhead", "throughput", "efficiency", "refresh", "prediction",
+                           "freshness"} & set(s.measures)
         if engine_measures:
             from .server import bench_environment
 
@@ -126,9 +127,29 @@ class Bench:
                 self.log(f"server     prefect server at {server.url}")
                 if s.refresh_scale is not None:
                     os.environ["CRITPATH_SCALE"] = str(s.refresh_scale)
-                for name in s.runners:
+                for name in s.runners if engine_measures - {"freshness"} else ():  # freshness serves its own
                     self._runner(name, server, cases)
+                if "freshness" in s.measures:
+                    self._freshness(server)
         return self.results
+
+    def _freshness(self, server) -> None:
+        """``critpath serve`` of the refinery per served runner, started and stopped around its rounds."""
+        from .freshness import Freshness
+
+        served = [r for r in self.s.runners if r in self.s.freshness_runners]
+        if not served:
+            self.log(f"freshness  skipped: it serves the refresh on {', '.join(self.s.freshness_runners)} only")
+        for name in served:
+            t0 = time.monotonic()
+            try:
+                with Freshness(server, self.s, name) as case:
+                    self.log(f"freshness  {name}: serving, warehouse built ({time.monotonic() - t0:.0f} s)")
+                    self._case("freshness", name, case, self.s.freshness_rounds, name)
+            except Exception as exc:  # serve would not start: a row, and --check says so
+                self.results["freshness"].append({"measure": "freshness", "runner": name,
+                                                  "error": f"{type(exc).__name__}: {exc}"})
+                self.log(f"[red]freshness  {name}: {type(exc).__name__}: {exc}[/]")
 
     def _runner(self, name: str, server, cases) -> None:
         from orchestrator.execution.engines import started
@@ -191,7 +212,8 @@ def _sorted_efficiency(rows: list[dict], runners: tuple[str, ...]) -> list[dict]
 
 
 @click.command("bench")
-@click.option("--quick", is_flag=True, help="The CI subset: every measure, fewer cases and repeats (< 5 min).")
+@click.option("--quick", is_flag=True, help="The CI subset: every measure but freshness, fewer cases and repeats "
+              "(< 5 min).")
 @click.option("--only", metavar="LIST", help=f"Measures to run, comma-separated: {','.join(MEASURES)}.")
 @click.option("--runners", metavar="LIST", help=f"Runners, comma-separated: {','.join(RUNNERS)}.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write every row and the checks here.")

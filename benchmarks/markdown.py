@@ -107,6 +107,17 @@ def prediction(rows: list[dict]) -> str:
                     _met(p.get("target_met"))] for r in rows for p in r.get("points", [])])
 
 
+def freshness(rows: list[dict]) -> str:
+    return _table(["runner", "scale", "rounds", "freshness s (worst)", "Prefect s: automation + start",
+                   "critpath set-up s", "makespan s", "critical path s", "freshness / CP", "makespan / CP"],
+                  [[r["runner"], _f(r.get("scale"), "g"), str(r.get("rounds")),
+                    f"{_f(r.get('freshness_s'))} ({_f(r.get('worst_freshness_s'))})",
+                    f"{_f(r.get('prefect_s'))}: {_f(r.get('automation_s'))} + {_f(r.get('start_s'))}",
+                    _f(r.get("setup_s")), _f(r.get("makespan_s")), _f(r.get("critical_path_s")),
+                    _f(r.get("freshness_over_critical_path"), ".1f"), _f(r.get("makespan_over_critical_path"), ".2f")]
+                   for r in rows])
+
+
 def _pct(x) -> str:
     return "n/a" if x is None else f"{x:+.1%}"
 
@@ -116,7 +127,8 @@ SECTIONS = [("overhead", "Critical-path overhead (50-service no-op chain)", over
             ("efficiency", "Critical-path efficiency (families and traces, scaled to a 3 s bound)", efficiency),
             ("planner", "Planner scale", planner),
             ("refresh", "The bundled refresh", refresh),
-            ("prediction", "Prediction (predicted against measured makespan, after warm-up runs)", prediction)]
+            ("prediction", "Prediction (predicted against measured makespan, after warm-up runs)", prediction),
+            ("freshness", "Freshness (event on ingest_orders to ingest_orders+ done)", freshness)]
 
 
 def render(doc: dict) -> str:

@@ -41,7 +41,8 @@ class Settings:
 
     quick: bool = False
     runners: tuple[str, ...] = ("threads", "processes", "dask", "ray")
-    measures: tuple[str, ...] = ("overhead", "throughput", "efficiency", "planner", "refresh", "prediction")
+    measures: tuple[str, ...] = ("overhead", "throughput", "efficiency", "planner", "refresh", "prediction",
+                                 "freshness")
     slots: int = 8  # every runner's default capacity (orchestrator.flows.flow.DEFAULT_CONCURRENCY)
     high_concurrency: int | None = 64
     hops: int = 50
@@ -72,16 +73,23 @@ class Settings:
     prediction_warmups: int = 2
     prediction_concurrencies: tuple[int, ...] = (1, 2, 4, 8)
     prediction_refresh: bool = True
+    #: the freshness measure (benchmarks/freshness.py): served runners, rounds, the refinery's scale
+    freshness_runners: tuple[str, ...] = ("threads",)
+    freshness_rounds: int = 5
+    freshness_scale: float = 1.0
 
     @classmethod
     def quick_set(cls, **overrides) -> "Settings":
-        s = cls(quick=True, high_concurrency=None, overhead_repeats=2, fanout=500,
+        # not freshness: serving the refresh and two rounds add 35 s or more (--only freshness runs it)
+        s = cls(quick=True, measures=("overhead", "throughput", "efficiency", "planner", "refresh", "prediction"),
+                high_concurrency=None, overhead_repeats=2, fanout=500,
                 native_fanout={"threads": 500, "dask": 30, "ray": 30}, throughput_repeats=1,
                 native_skip=(("overhead", "ray"),),
                 cases=(("chain + shorts", 2), ("pool-constrained", 4), ("montage-chameleon-2mass-005d-001", 8)),
                 solver_time_limit_s=2.0, baseline_concurrencies=(2,), refresh_scale=0.1,
                 refresh_baselines=False, planner_memory=False, prediction_runners=("threads", "processes"),
-                prediction_concurrencies=(1, 2, 4), prediction_refresh=False)
+                prediction_concurrencies=(1, 2, 4), prediction_refresh=False, freshness_rounds=2,
+                freshness_scale=0.01)
         for k, v in overrides.items():
             setattr(s, k, v)
         return s

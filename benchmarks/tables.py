@@ -145,8 +145,26 @@ def prediction(rows: list[dict]) -> Table:
     return t
 
 
+def freshness(rows: list[dict]) -> Table:
+    t = _table("7. Freshness: an event on ingest_orders to the last service of ingest_orders+ done, seconds "
+               "(median of the rounds)",
+               "critpath serve (no schedule) of the bundled refresh; each round a newer day of orders lands and "
+               "critpath.service.updated is sent. Prefect = event -> flow run running: automation (event -> run "
+               "created) + start (created -> running: debounce, serve's runner poll, the run's process). "
+               "set-up = running -> first service start. critical path = the longest chain of the affected "
+               "services by their measured durations. No target.",
+               ["runner", "scale", "rounds", "services", "freshness", "worst", "Prefect", "automation", "start",
+                "set-up", "makespan", "critical path", "freshness / CP", "makespan / CP"])
+    for r in rows:
+        t.add_row(r["runner"], _f(r["scale"], "g"), str(r["rounds"]), str(r["services"]), _f(r["freshness_s"]),
+                  _f(r["worst_freshness_s"]), _f(r["prefect_s"]), _f(r["automation_s"]), _f(r["start_s"]),
+                  _f(r["setup_s"]), _f(r["makespan_s"]), _f(r["critical_path_s"]),
+                  _f(r["freshness_over_critical_path"], ".1f", "x"), _f(r["makespan_over_critical_path"], ".2f", "x"))
+    return t
+
+
 RENDER = {"overhead": overhead, "throughput": throughput, "efficiency": efficiency, "planner": planner,
-          "refresh": refresh, "prediction": prediction}
+          "refresh": refresh, "prediction": prediction, "freshness": freshness}
 
 
 def print_tables(results: dict[str, list[dict]], console: Console | None = None) -> None:

@@ -1,6 +1,7 @@
 """Run the whole refinery in this process, one service after another, and print each one's seconds.
 
     python -m services.refinery [--scale 1.0] [--warehouse DIR] [--fault NAME]
+    python -m services.refinery --land-orders [--scale 1.0] [--warehouse DIR]   # a newer day of orders lands
 
 A measuring tool and a smoke test, not a scheduler: the orchestrator is what
 runs services in parallel. The numbers it prints are what the ``estimate=`` of
@@ -13,7 +14,8 @@ import logging
 import sys
 import time
 
-from . import SERVICES, QualityCheckFailed
+from . import SERVICES, QualityCheckFailed, WarehouseError
+from .ingest import land_orders
 
 
 def main(argv=None) -> int:
@@ -22,8 +24,17 @@ def main(argv=None) -> int:
     parser.add_argument("--warehouse", default=None, help="root folder (default: $CRITPATH_WAREHOUSE)")
     parser.add_argument("--fault", default=None, help="inject faults, e.g. orphan_order_lines")
     parser.add_argument("-v", "--verbose", action="store_true", help="show the services' log lines")
+    parser.add_argument("--land-orders", action="store_true",
+                        help="only drop the next newer day of orders into landing/orders (then: critpath emit "
+                             "ingest_orders)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    if args.land_orders:
+        try:
+            print(land_orders(warehouse=args.warehouse, scale=args.scale))
+        except WarehouseError as e:
+            parser.error(str(e))
+        return 0
     kwargs = {"scale": args.scale, "warehouse": args.warehouse, "fault": args.fault}
     total = 0.0
     for fn in SERVICES:

@@ -21,10 +21,23 @@ milliseconds from the tracker, and ~2% of tracker events lost.
 
 Sizes are ``BASE`` rows times the scale (``scale=`` or $CRITPATH_SCALE), never
 below ``MINIMUM`` so tiny test scales still have every kind of row.
+
+Orders are also an incremental source. The shop's feed drops each newer day of
+orders into ``<warehouse>/landing/orders/<YYYY-MM-DD>.parquet`` (``land_orders``
+makes one, as the feed would), and ``ingest_orders`` appends every landed day to
+the generated year. The raw table is always the year plus each landed day once,
+so a rerun never appends a day twice, a full refresh and an event-triggered
+``ingest_orders+`` build the same tables, and with nothing landed the table is
+byte for byte what it was before landings existed. Only the orders' side is
+refreshed: the other sources, and the web sessions above all, are not touched.
 """
 from __future__ import annotations
 
 import logging
+from datetime import date, timedelta
+from pathlib import Path
+
+import pyarrow.parquet as pq
 
 from orchestrator import service
 
@@ -43,6 +56,11 @@ BASE = {"customers": 100_000, "products": 2_000, "orders": 1_000_000, "sessions"
 MINIMUM = {"customers": 300, "products": 40, "orders": 2_000, "sessions": 2_000}
 
 COMMON = dict(pool="warehouse", retries=2, retry_delay=1.0)  # sources can be flaky; a retry is cheap
+
+LANDING = "landing/orders"  # under the warehouse root: newer days of orders, one Parquet file per day
+#: raw.orders' columns and types, which a landed day must have
+ORDER_COLUMNS = {"order_id": "BIGINT", "customer_id": "BIGINT", "ordered_at": "VARCHAR", "status": "VARCHAR",
+                 "channel": "VARCHAR", "_ingested_at": "TIMESTAMP"}
 
 
 def sizes(factor: float) -> dict[str, int]:
@@ -99,16 +117,101 @@ def _lines_sql(n_orders: str) -> str:
                  SELECT i AS order_id, unnest(range(n_lines(i))) AS k FROM range(1, {n_orders} + 1) t(i))"""
 
 
-def _ingest(name: str, query: str, warehouse, scale, fault) -> dict:
-    """Resolve the knobs, define the generators, write one raw table."""
+def _ingest(name: str, query: str, warehouse, scale, fault, landed: list[Path] = ()) -> dict:
+    """Resolve the knobs, define the generators, write one raw table (with the ``landed`` days appended)."""
     base, factor, faults = wh.root(warehouse), wh.scale(scale), wh.faults(fault)
     n = sizes(factor)
     with wh.sql(base) as con:
         _macros(con, n, faults)
-        rows = wh.write(con, base, name, query.format(**n))
-    log.info("wrote %s rows to %s (scale %g%s)", f"{rows:,}", name, factor,
-             f", faults {','.join(sorted(faults))}" if faults else "")
-    return {"table": name, "rows": rows}
+        rows = wh.write(con, base, name, query.format(**n) + _landed_sql(landed))
+    log.info("wrote %s rows to %s (scale %g%s%s)", f"{rows:,}", name, factor,
+             f", faults {','.join(sorted(faults))}" if faults else "",
+             f", landed days {', '.join(p.stem for p in landed)}" if landed else "")
+    return {"table": name, "rows": rows, **({"landed": [p.stem for p in landed]} if landed else {})}
+
+
+# -- the incremental source: newer days of orders -------------------------------------
+def landed(base: Path) -> list[Path]:
+    """The days of orders landed under ``base`` (``LANDING``), oldest first.
+
+    Only ``<YYYY-MM-DD>.parquet`` files count: a file still being written under a
+    temporary name (``.name.tmp``, ``*.part``) is not a landing yet. A landed file
+    whose columns are not raw.orders' is an error naming it, not a silent skip.
+    """
+    folder = base / LANDING
+    if not folder.is_dir():
+        return []
+    days = []
+    for path in sorted(folder.glob("*.parquet")):
+        try:
+            date.fromisoformat(path.stem)
+        except ValueError:
+            continue
+        if path.name.startswith("."):
+            continue
+        names = pq.read_schema(path).names
+        if names != list(ORDER_COLUMNS):
+            raise wh.WarehouseError(
+                f"landed file {str(path)!r} has columns {', '.join(names)}; a day of orders needs exactly "
+                f"{', '.join(ORDER_COLUMNS)} (raw.orders' columns): fix or remove it")
+        days.append(path)
+    return days
+
+
+def _landed_sql(paths: list[Path]) -> str:
+    """The UNION ALL that appends the landed days, typed as raw.orders (already ``format``-ted)."""
+    if not paths:
+        return ""
+    files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths)
+    columns = ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t in ORDER_COLUMNS.items())
+    return f"""
+        UNION ALL  -- days landed after the extract, oldest first
+        SELECT {columns} FROM read_parquet([{files}])"""
+
+
+def land_orders(day: str | None = None, *, warehouse=None, scale=None) -> Path:
+    """Write one newer day of orders to ``<warehouse>/landing/orders/<day>.parquet``, as the shop's feed would.
+
+    ``day`` (ISO) must be after ``AS_OF``; by default the day after the newest one
+    landed (the day after ``AS_OF`` when none has). Its orders continue the
+    extract's ids, about as many as a day at the end of the year (the rate the
+    year ends on: twice the average), with the same messy text; their lines and
+    payments are not part of this feed. Written atomically, so a watcher
+    (``critpath watch``) never sees half a day. Returns the file.
+    """
+    base, factor = wh.root(warehouse), wh.scale(scale)
+    end = date.fromisoformat(AS_OF)
+    if day is None:
+        newest = [date.fromisoformat(p.stem) for p in landed(base)]
+        when = max([end, *newest]) + timedelta(days=1)
+    else:
+        try:
+            when = date.fromisoformat(day)
+        except ValueError:
+            raise wh.WarehouseError(f"day {day!r} is not an ISO date such as 2025-01-01") from None
+        if when <= end:
+            raise wh.WarehouseError(f"day {day} is not after the extract's last day {AS_OF}: a landed day is newer")
+    n = sizes(factor)
+    per_day = max(1, round(2 * n["orders"] / DAYS))
+    first = n["orders"] + (when - end).days * per_day - per_day + 1  # ids continue the extract's, day after day
+    query = f"""
+        SELECT order_id, 1 + floor(u(order_id, 'cust') * {n['customers']})::BIGINT AS customer_id,
+               strftime(TIMESTAMP '{when}' + to_seconds(floor(u(order_id, 'sec') * 86400)::BIGINT),
+                        '%Y-%m-%dT%H:%M:%S') AS ordered_at,
+               messy(order_id, order_status(order_id)) AS status,
+               pick(order_id, 'channel', ['web','web','web','app','app','marketplace']) AS channel,
+               TIMESTAMP '{when + timedelta(days=1)} 00:30:00' AS _ingested_at
+        FROM range({first}, {first + per_day}) t(order_id)"""
+    final = base / LANDING / f"{when}.parquet"
+    with wh.sql(base) as con:
+        _macros(con, n, frozenset())
+        relation = con.sql(query)
+        to_reader = getattr(relation, "to_arrow_reader", None) or relation.fetch_arrow_reader
+        table = to_reader(wh.BATCH_ROWS).read_all()
+    with wh.atomic_path(final) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    log.info("landed %s orders of %s in %s", f"{per_day:,}", when, final)
+    return final
 
 
 @service(tags=["ingest", "customers"], estimate=0.2, timeout=120, **COMMON)
@@ -163,7 +266,7 @@ def ingest_products(*, warehouse=None, scale=None, fault=None) -> dict:
 
 @service(tags=["ingest", "sales"], estimate=1.0, timeout=300, **COMMON)
 def ingest_orders(*, warehouse=None, scale=None, fault=None) -> dict:
-    """raw.orders: order headers; two timestamp formats, messy status; 2% re-sent.
+    """raw.orders: order headers; two timestamp formats, messy status; 2% re-sent; then every landed day.
 
     Faults: ``null_customer_keys`` blanks 1% of customer ids, ``stale_orders``
     stops orders ten days before the as-of date.
@@ -186,7 +289,7 @@ def ingest_orders(*, warehouse=None, scale=None, fault=None) -> dict:
                pick(order_id, 'channel', ['web','web','web','app','app','marketplace']),
                TIMESTAMP '{AS_OF} 23:45:00'
         FROM o WHERE u(order_id, 'dup') < 0.02"""
-    return _ingest("raw.orders", query, warehouse, scale, fault)
+    return _ingest("raw.orders", query, warehouse, scale, fault, landed(wh.root(warehouse)))
 
 
 @service(tags=["ingest", "sales"], estimate=1.7, timeout=300, **COMMON)

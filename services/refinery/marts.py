@@ -51,21 +51,29 @@ def _mart(name: str, reads: list[str], query: str, warehouse) -> dict:
 @service(after=["stage_orders", "stage_order_lines"], tags=["mart", "sales", "finance"],
          estimate=0.2, timeout=300, **COMMON)
 def mart_daily_revenue(*, warehouse=None, scale=None, fault=None) -> dict:
-    """marts.daily_revenue: orders, units, revenue and average order value for every calendar day."""
+    """marts.daily_revenue: orders, units, revenue and average order value for every calendar day.
+
+    Days run to the as-of date or to the newest order, whichever is later: a day of
+    orders landed since (``ingest.land_orders``) shows its orders at once, and its
+    units and revenue once its lines are staged (none yet: revenue 0, no average).
+    """
     query = f"""
-        WITH sold AS (
-          SELECT o.order_date, o.order_id, l.quantity, l.line_total
-          FROM staging.orders o JOIN staging.order_lines l USING (order_id) WHERE o.{_EARNING}),
+        WITH earning AS (SELECT order_id, order_date FROM staging.orders WHERE {_EARNING}),
+        sold AS (
+          SELECT e.order_date, l.quantity, l.line_total
+          FROM earning e JOIN staging.order_lines l USING (order_id)),
         days AS (  -- every day appears, also one without orders, so charts have no gaps
-          SELECT CAST(d AS DATE) AS day FROM range(DATE '{START}', DATE '{AS_OF}' + 1, INTERVAL 1 DAY) t(d)),
-        per_day AS (
-          SELECT order_date AS day, count(DISTINCT order_id) AS orders, sum(quantity)::BIGINT AS units,
-                 sum(line_total) AS revenue
+          SELECT CAST(d AS DATE) AS day
+          FROM range(DATE '{START}', greatest(DATE '{AS_OF}', (SELECT max(order_date) FROM staging.orders)) + 1,
+                     INTERVAL 1 DAY) t(d)),
+        per_day AS (SELECT order_date AS day, count(*) AS orders FROM earning GROUP BY order_date),
+        sales AS (
+          SELECT order_date AS day, sum(quantity)::BIGINT AS units, sum(line_total) AS revenue
           FROM sold GROUP BY order_date)
         SELECT day, coalesce(orders, 0) AS orders, coalesce(units, 0) AS units,
                coalesce(revenue, 0)::DECIMAL(18,2) AS revenue,
                CASE WHEN orders > 0 THEN round(revenue / orders, 2) END AS avg_order_value
-        FROM days LEFT JOIN per_day USING (day)
+        FROM days LEFT JOIN per_day USING (day) LEFT JOIN sales USING (day)
         ORDER BY day"""
     return _mart("marts.daily_revenue", ["staging.orders", "staging.order_lines"], query, warehouse)
 
