@@ -1,9 +1,23 @@
 """Ray: a local Ray instance started here, or an existing cluster at ``address``.
 
-Only the service body crosses to Ray (``execute.remote(job)``, one CPU each, no
-Ray-side retries: the dispatcher owns retries). Completion comes back through
-``ObjectRef.future()``'s done-callback. Cancelling forces the worker process to
-exit, which is the only way to stop a body that is stuck.
+Only the service body crosses to Ray. Each slot is a long-lived actor (``_Slot``, one
+worker process, one job at a time) that receives jobs by method call: an actor call
+goes straight to its process, without the worker lease from the raylet that a
+``.remote`` task asks for whenever none is held (in a chain: at every hop). The dispatcher still chooses what runs next and when: a submit takes an
+idle slot, a completion gives it back before the dispatcher hears of it, and the
+runner never queues (should the dispatcher ever have more in flight than there are
+slots, the extra job runs as a plain task, one CPU, as before). No Ray-side retries:
+the dispatcher owns retries. Completion comes back through ``ObjectRef.future()``'s
+done-callback.
+
+Cancelling kills the slot's actor (the only way to stop a body that is stuck; Ray
+refuses to force-cancel an actor call), from a thread of its own: ``ray.kill`` waits for
+Ray's GCS, which a SIGTERM to the whole process group may be stopping at that moment. An
+actor that dies on its own (killed, out of memory, node gone) is a ``WorkerLost``. Either
+way the next submit starts a fresh actor for that slot, and takes a warm one first while
+it starts. The actors reserve no CPU (``num_cpus=0``): the dispatcher's limit is what
+bounds the work, and a service (or the bench's baselines) starting Ray tasks of its own
+still finds the CPUs free. On a cluster, each node gets as many actors as it has CPUs.
 
 A local instance is always a private one (``address="local"``): whatever else runs on the
 machine, and whatever a stopped ``ray start --head`` left behind (``ray_current_cluster``),
@@ -82,6 +96,11 @@ class RayRunner:
         self.capacity = workers
         self.cores: float | None = None
         self._started = False
+        self._lock = threading.Lock()  # submit and cancel (dispatcher), completions (Ray's thread)
+        self._idle: list[_SlotRef] = []  # slots free for a job; the most recently freed last
+        self._slots: list[_SlotRef] = []  # every live slot, idle or busy
+        self._doomed: list[_SlotRef] = []  # slots whose actor failed: killed on the dispatcher's thread
+        self._actor_args: tuple = ()
 
     def __enter__(self):
         import ray
@@ -118,8 +137,11 @@ class RayRunner:
                 modules = tuple(self.code.modules)
                 body = ray.remote(num_cpus=1, max_retries=0)(execute_shipped)
                 self._execute = _Bound(body, modules)
+                self._actor_args = (modules,)
             else:
                 self._execute = ray.remote(num_cpus=1, max_retries=0)(execute)
+            self._actor = ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)(_Slot)
+            self._nodes = self._placement()
             self.warm()
         except BaseException:
             self.__exit__(None, None, None)
@@ -173,45 +195,172 @@ class RayRunner:
                        else "") + f"): {_ray_cause(exc)}")
         return f"{what} failed on the Ray cluster{where}: {kind}: {_ray_cause(exc)}"
 
-    def warm(self) -> None:
-        """Run a no-op job on every slot. It runs ``execute`` itself, because a worker
-        imports each remote function on its first call (100-200 ms here); a separate
-        warm-up function would leave that to the first services, on the critical path."""
+    def _placement(self) -> list[str | None]:
+        """The node of each slot: on a cluster, as many per node as it has CPUs (soft
+        affinity: a slot refilled after its node died goes elsewhere); locally, anywhere."""
         import ray
 
-        refs = [self._execute.remote(Job(f"warm#{i}", "warm", duration=0.0)) for i in range(self.capacity)]
+        if not self.address:
+            return [None] * self.capacity
+        nodes = sorted((n for n in ray.nodes() if n.get("Alive")), key=lambda n: n["NodeID"])
+        per_node = [n["NodeID"] for n in nodes for _ in range(int(n.get("Resources", {}).get("CPU", 0)))]
+        per_node = per_node[:self.capacity]
+        return per_node + [None] * (self.capacity - len(per_node))
+
+    def _new_slot(self, node: str | None) -> "_SlotRef":
+        opts: dict = {}
+        if node is not None:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=True)
+        return _SlotRef(self._actor.options(**opts).remote(), node)
+
+    def _refill(self) -> None:
+        """Start a fresh actor for every slot that lost its own (on the dispatcher's thread:
+        Ray's completion thread starts and kills nothing)."""
+
+        with self._lock:
+            doomed, self._doomed = self._doomed, []
+            missing = []
+            if len(self._slots) < self.capacity:
+                held = [s.node for s in self._slots]
+                for n in self._nodes:  # the nodes of the slots that are gone
+                    if n in held:
+                        held.remove(n)
+                    else:
+                        missing.append(n)
+            fresh = [self._new_slot(n) for n in missing]
+            self._slots.extend(fresh)
+            self._idle[:0] = fresh  # taken last: a warm slot first, while the fresh one starts
+        if doomed:  # dead already, most likely: a kill that waits must not hold the dispatcher
+            threading.Thread(target=_kill, args=tuple(s.actor for s in doomed), name="critpath-ray-kill",
+                             daemon=True).start()
+
+    def warm(self) -> None:
+        """Run a no-op job on every slot, before the clock starts. It runs ``execute``
+        itself in every slot's actor, which imports ``runners`` there now (100-200 ms
+        here), not in the first services, on the critical path."""
+        import ray
+
+        self._refill()
+        with self._lock:
+            slots = list(self._idle)
+        refs = [s.actor.run.remote(Job(f"warm#{i}", "warm", duration=0.0), *self._actor_args)
+                for i, s in enumerate(slots)]
         try:
             ray.get(refs, timeout=self._timeout())
         except Exception as exc:
-            for ref in refs:
-                ray.cancel(ref, force=True)
             raise RunnerSetupError(self._why(exc, "critpath's warm-up jobs")) from None
 
     def __exit__(self, *exc):
         import ray
 
-        if self._started:
-            self._started = False
+        with self._lock:
+            slots, self._slots, self._idle = self._slots + self._doomed, [], []
+            self._doomed = []
+        if self._started:  # ending the job ends its actors (ray.kill would wait on a GCS that a
+            self._started = False  # SIGTERM to the process group may have stopped already)
             ray.shutdown()
+        else:  # a user's own ray.init() outlives this runner: its actors must not
+            _kill(*(slot.actor for slot in slots))
 
     def submit(self, job: Job, priority: float, done: Done):
-        ref = self._execute.remote(job)
+        if self._doomed or len(self._slots) < self.capacity:
+            self._refill()
+        with self._lock:
+            slot = self._idle.pop() if self._idle else None
+        call = _Call(slot)
+        try:
+            call.ref = (slot.actor.run.remote(job, *self._actor_args) if slot is not None
+                        else self._execute.remote(job))
+        except BaseException:
+            if slot is not None:
+                with self._lock:
+                    self._idle.append(slot)
+            raise
 
         def callback(f):
             try:
-                done(f.result())
-            except BaseException as exc:  # worker died, task cancelled ...
-                if type(exc).__name__ in ("WorkerCrashedError", "NodeDiedError", "OutOfMemoryError"):
-                    exc = WorkerLost(f"ray worker died while running {job.name!r}: {exc}")
+                out = f.result()
+            except BaseException as exc:  # the actor died, the task was cancelled ...
+                self._ended(call, ok=False)
+                if type(exc).__name__ in _LOST:
+                    exc = WorkerLost(f"ray worker died while running {job.name!r}: {_ray_cause(exc)}")
                 done(exc)
+            else:
+                self._ended(call, ok=True)  # the slot is free before the dispatcher hears of it
+                done(out)
 
-        ref.future().add_done_callback(callback)
-        return ref
+        call.ref.future().add_done_callback(callback)
+        return call
+
+    def _ended(self, call: "_Call", ok: bool) -> None:
+        with self._lock:
+            call.finished = True
+            slot = call.slot
+            if slot is None or slot.gone:
+                return
+            if ok:
+                self._idle.append(slot)
+            else:  # a slot whose call failed is not trusted again
+                slot.gone = True
+                self._slots.remove(slot)
+                self._doomed.append(slot)
 
     def cancel(self, handle) -> None:
         import ray
 
-        ray.cancel(handle, force=True)
+        call: _Call = handle
+        if call.slot is None:
+            ray.cancel(call.ref, force=True)
+            return
+        with self._lock:
+            if call.finished or call.slot.gone:
+                return  # it ended meanwhile: its actor may already run the next job
+            call.slot.gone = True
+            self._slots.remove(call.slot)
+        # ray.kill waits for Ray's GCS, which a SIGTERM to the whole process group may be
+        # stopping right now: the dispatcher must not wait with it. The next submit refills
+        threading.Thread(target=_kill, args=(call.slot.actor,), name="critpath-ray-kill", daemon=True).start()
+
+
+def _kill(*actors) -> None:
+    import ray
+
+    for actor in actors:
+        try:
+            ray.kill(actor, no_restart=True)
+        except Exception:  # already gone, or Ray is shutting down
+            pass
+
+
+#: Ray's errors that mean the process running the service is gone
+_LOST = ("WorkerCrashedError", "NodeDiedError", "OutOfMemoryError", "RayActorError", "ActorDiedError",
+         "ActorUnavailableError", "LocalRayletDiedError")
+
+
+class _Slot:
+    """One slot's worker process (a Ray actor): runs the jobs it is given, one at a time."""
+
+    def run(self, job: Job, modules: tuple[str, ...] | None = None):
+        return execute(job) if modules is None else execute_shipped(job, modules)
+
+
+class _SlotRef:
+    """The driver's record of one slot: its actor and where it was placed."""
+
+    def __init__(self, actor, node: str | None):
+        self.actor, self.node = actor, node
+        self.gone = False  # killed, or its call failed: never given a job again
+
+
+class _Call:
+    """A submitted job: the runner's handle for ``cancel``."""
+
+    def __init__(self, slot: _SlotRef | None):
+        self.slot = slot
+        self.ref = None
+        self.finished = False
 
 
 class _Bound:

@@ -1,0 +1,73 @@
+"""The Ray runner's slots: one long-lived actor per slot, receiving jobs by method call.
+
+    2 slots:  a0 a1 a2 ... a9   (each on one of the two slot processes)
+              hang              (cancelled: its slot's process is killed and replaced)
+              b0 b1             (on the two slots that remain: one old, one fresh)
+              c0 c1 c2          (one more than the slots: the third runs as a plain task)
+
+The runner alone, against a real local Ray (no Prefect, no dispatcher): what the
+dispatcher relies on, and nothing about durations.
+"""
+from __future__ import annotations
+
+import queue
+
+import pytest
+
+from runners.base import Job, Outcome, WorkerLost
+from tests.helpers.graphs import worker_pid
+
+pytestmark = pytest.mark.ray
+
+WAIT_S = 120  # bounded waits: a broken promise fails the test instead of hanging it
+
+
+def job(key: str, duration: float = 0.0) -> Job:
+    return Job(f"{key}#1", key, duration=duration)
+
+
+def outcomes(inbox: queue.SimpleQueue, n: int) -> list:
+    return [inbox.get(timeout=WAIT_S) for _ in range(n)]
+
+
+def test_slots_are_long_lived_processes_replaced_when_cancelled_or_lost():
+    from runners.ray import RayRunner
+
+    inbox: queue.SimpleQueue = queue.SimpleQueue()
+    with RayRunner(workers=2) as runner:
+        pids = set()
+        for k in range(10):  # at most one job per slot at a time, as the dispatcher submits
+            runner.submit(job(f"a{k}"), 1.0, inbox.put)
+            out = inbox.get(timeout=WAIT_S)
+            assert isinstance(out, Outcome) and out.ok, out
+            pids.add(worker_pid(out.worker))
+        assert len(pids) <= 2, pids  # the same slot processes served every job
+
+        hang = runner.submit(job("hang", 600), 1.0, inbox.put)
+        runner.cancel(hang)  # kills the slot's actor: the only way to stop a stuck body
+        (late,) = outcomes(inbox, 1)
+        assert isinstance(late, WorkerLost), late  # the dispatcher ignores it: the attempt was cancelled
+
+        for k in range(2):
+            runner.submit(job(f"b{k}"), 1.0, inbox.put)
+        after = outcomes(inbox, 2)
+        assert all(isinstance(o, Outcome) and o.ok for o in after), after
+        assert len({worker_pid(o.worker) for o in after}) == 2  # a fresh slot replaced the killed one
+
+        handles = [runner.submit(job(f"c{k}"), 1.0, inbox.put) for k in range(3)]
+        assert [h.slot is None for h in handles] == [False, False, True]  # no slot free: a plain task
+        assert all(isinstance(o, Outcome) and o.ok for o in outcomes(inbox, 3))
+
+
+def test_a_slot_whose_process_dies_reports_a_lost_worker_and_is_refilled():
+    from runners.ray import RayRunner
+
+    inbox: queue.SimpleQueue = queue.SimpleQueue()
+    with RayRunner(workers=2) as runner:
+        runner.submit(Job("die#1", "die", call="os:_exit", params={"status": 1}), 1.0, inbox.put)
+        (lost,) = outcomes(inbox, 1)
+        assert isinstance(lost, WorkerLost), lost
+        assert "die" in str(lost)
+        handles = [runner.submit(job(f"d{k}"), 1.0, inbox.put) for k in range(2)]
+        assert all(h.slot is not None for h in handles)  # the lost slot was refilled, not overflowed
+        assert all(isinstance(o, Outcome) and o.ok for o in outcomes(inbox, 2))
