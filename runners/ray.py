@@ -233,8 +233,7 @@ class RayRunner:
             self._slots.extend(fresh)
             self._idle[:0] = fresh  # taken last: a warm slot first, while the fresh one starts
         if doomed:  # dead already, most likely: a kill that waits must not hold the dispatcher
-            threading.Thread(target=_kill, args=tuple(s.actor for s in doomed), name="critpath-ray-kill",
-                             daemon=True).start()
+            _kill_aside(*(s.actor for s in doomed))
 
     def warm(self) -> None:
         """Run a no-op job on every slot, before the clock starts. It runs ``execute``
@@ -319,9 +318,13 @@ class RayRunner:
                 return  # it ended meanwhile: its actor may already run the next job
             call.slot.gone = True
             self._slots.remove(call.slot)
-        # ray.kill waits for Ray's GCS, which a SIGTERM to the whole process group may be
-        # stopping right now: the dispatcher must not wait with it. The next submit refills
-        threading.Thread(target=_kill, args=(call.slot.actor,), name="critpath-ray-kill", daemon=True).start()
+        _kill_aside(call.slot.actor)  # the next submit refills
+
+
+def _kill_aside(*actors) -> None:
+    """``_kill`` on a thread of its own: ``ray.kill`` waits for Ray's GCS, which a SIGTERM to
+    the whole process group may be stopping right now, and the dispatcher must not wait with it."""
+    threading.Thread(target=_kill, args=actors, name="critpath-ray-kill", daemon=True).start()
 
 
 def _kill(*actors) -> None:

@@ -82,11 +82,10 @@ def run(graph: Graph, runner="threads", *, max_concurrency: int | None = None, w
         graph = graph.subgraph(n for n in graph.names if n not in done)
     shared_limits = None
     if shared_pools:  # before any engine starts: no server to share through costs nothing
-        from .shared_pools import ensure_limits
+        from .shared_pools import shared_graph
 
-        shared_limits = ensure_limits(graph.pools)
         # the server's limit wins (see flows.shared_pools): this refresh plans and keeps to it too
-        graph = Graph([graph.services[n] for n in graph.names], {**graph.pools, **shared_limits}, graph.source)
+        graph, shared_limits = shared_graph(graph)
     with ExitStack() as stack:
         from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS as STARTUP
         from prefect.settings import temporary_settings

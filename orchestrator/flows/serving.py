@@ -72,11 +72,9 @@ def refresh(folder: str = ".", config: str | None = None, graph: str | None = No
     limit = max_concurrency or cfg.max_concurrency
     shared = None
     if cfg.shared_pools:  # as `critpath run --shared-pools`: the server's limits, where it has them
-        from ..planning.graph import Graph
-        from .shared_pools import ensure_limits
+        from .shared_pools import shared_graph
 
-        shared = ensure_limits(g.pools)
-        g = Graph([g.services[n] for n in g.names], {**g.pools, **shared}, g.source)
+        g, shared = shared_graph(g)
     # When serve stops (Ctrl-C) Prefect's runner cancels in-flight runs with SIGTERM.
     # Prefect's own handler raises TerminationSignal wherever the main thread happens
     # to be (even in a finalizer, where it is ignored and only printed); critpath's

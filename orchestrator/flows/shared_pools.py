@@ -97,6 +97,15 @@ def ensure_limits(pools: dict[str, int]) -> dict[str, int]:
     return in_force
 
 
+def shared_graph(graph):
+    """``graph`` with its pools' limits as shared across refreshes (``ensure_limits``: the
+    server's, where it already had one), and those limits; the refresh plans and keeps to them."""
+    from ..planning.graph import Graph
+
+    limits = ensure_limits(graph.pools)
+    return Graph([graph.services[n] for n in graph.names], {**graph.pools, **limits}, graph.source), limits
+
+
 class PrefectSharedSlots:
     """``execution.sharing.SharedSlots`` on Prefect's global concurrency limits, with leases
     held by ``flow_run_id``. Used as a context manager: the renewing thread runs inside it,

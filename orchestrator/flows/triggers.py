@@ -60,7 +60,8 @@ def deployment_options(collision: str = "queue", debounce: float = 2.0) -> dict:
     return {"concurrency_limit": limit, "triggers": [trigger]}
 
 
-def _waiting_runs(client, deployment_id: UUID, states=("SCHEDULED",)) -> list:
+def _runs_query(deployment_id: UUID, states=("SCHEDULED",)) -> dict:
+    """``read_flow_runs`` keywords for the deployment's runs in ``states``, first due first."""
     from prefect.client.schemas.filters import (
         DeploymentFilter,
         DeploymentFilterId,
@@ -70,12 +71,15 @@ def _waiting_runs(client, deployment_id: UUID, states=("SCHEDULED",)) -> list:
     )
     from prefect.client.schemas.sorting import FlowRunSort
 
+    return {"deployment_filter": DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
+            "flow_run_filter": FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=list(states)))),
+            "sort": FlowRunSort.EXPECTED_START_TIME_ASC, "limit": _PAGE}
+
+
+def _waiting_runs(client, deployment_id: UUID, states=("SCHEDULED",)) -> list:
     runs, offset = [], 0
     while True:
-        page = client.read_flow_runs(
-            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
-            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=list(states)))),
-            sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=_PAGE, offset=offset)
+        page = client.read_flow_runs(**_runs_query(deployment_id, states), offset=offset)
         runs += page
         if len(page) < _PAGE:
             return runs
@@ -170,21 +174,9 @@ async def stand_down(client, deployment_id: UUID) -> None:
 async def remove_waiting(client, deployment_id: UUID) -> int:
     """Deletes the deployment's runs that have not started (scheduled, or waiting for its
     slot); returns how many."""
-    from prefect.client.schemas.filters import (
-        DeploymentFilter,
-        DeploymentFilterId,
-        FlowRunFilter,
-        FlowRunFilterState,
-        FlowRunFilterStateType,
-    )
-    from prefect.client.schemas.sorting import FlowRunSort
-
     removed = 0
-    while True:
-        page = await client.read_flow_runs(
-            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
-            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=["SCHEDULED"]))),
-            sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=_PAGE, offset=0)
+    while True:  # always the first page: the runs of the page before are deleted
+        page = await client.read_flow_runs(**_runs_query(deployment_id), offset=0)
         for run in page:
             await client.delete_flow_run(run.id)
         removed += len(page)
