@@ -54,7 +54,8 @@ def test_slots_are_long_lived_processes_replaced_when_cancelled_or_lost():
         assert all(isinstance(o, Outcome) and o.ok for o in after), after
         assert len({worker_pid(o.worker) for o in after}) == 2  # a fresh slot replaced the killed one
 
-        handles = [runner.submit(job(f"c{k}"), 1.0, inbox.put) for k in range(3)]
+        # each lasts 2 s, so that none has ended, freeing its slot, before the third is submitted
+        handles = [runner.submit(job(f"c{k}", 2.0), 1.0, inbox.put) for k in range(3)]
         assert [h.slot is None for h in handles] == [False, False, True]  # no slot free: a plain task
         assert all(isinstance(o, Outcome) and o.ok for o in outcomes(inbox, 3))
 
