@@ -3,18 +3,22 @@
 The session's Prefect server (Prefect's own settings: its event triggers, open-source
 automations, run). One ``serve`` with no schedule for the first three tests, of:
 
-    extract (3 s) -> transform -> publish
-    extract       -> check
+    extract (held) -> transform -> publish
+    extract          -> check
 
 - ``serve`` with no schedule, then ``critpath emit transform``: exactly transform and
   publish ran, in one flow run of the deployment named for why it ran.
 - two events while a refresh runs: one follow-up refresh, of the union of their selections;
   the other run they made ended ``Coalesced`` without running anything.
+- a manual ``critpath run`` in the same folder: a second one that will not wait is refused,
+  and a served refresh waits for the lock before it runs anything.
 - a file dropped into a watched folder (``critpath watch``): the refresh ran; a temporary
   file beside it was not taken as a landing.
 - a served refresh slower than its interval: refreshes never overlap (the intervals the
   server recorded), and after Ctrl-C the deployment is paused, its trigger disabled, no
   run waits for it and no process is left.
+- with ``--collision skip``: the server cancels the events' runs that collide, and the
+  refresh running starts one follow-up for the union of their services as it ends.
 
 Nothing here asserts how long something took; every wait is bounded and only keeps a test
 from hanging. Every process a test starts is stopped by its process group id.
@@ -47,7 +51,12 @@ def served(prefect_server, tmp_path_factory):
     project above, ``extract`` taking 3 s; (API URL, project folder). Stopped with Ctrl-C at
     the end of the module, which must leave no process of it running."""
     project = tmp_path_factory.mktemp("served")
-    graph_file(project, [dict(GRAPH[0], duration=3.0), *GRAPH[1:]])
+    # extract holds until the file ``release`` exists (a test takes it away to hold a refresh)
+    hold = {"call": "tests.helpers.services:hang",
+            "params": {"seconds": WAIT_S, "ended": str(project / "extract.ended"), "release": str(project / "release"),
+                       "pidfile": str(project / "extract.pid")}}
+    (project / "release").touch()
+    graph_file(project, [{"name": "extract", **hold}, *GRAPH[1:]])
     (project / "landing").mkdir()
     cli = _serve(project, prefect_server, "--name", "on-events", "--debounce", "0.5")
     with cli:
@@ -122,7 +131,8 @@ def _stop(cli: Cli) -> int:
     code = cli.wait(90)
     if code is None:
         cli.kill()
-        pytest.fail("critpath serve did not stop within 90 s of Ctrl-C")
+        pytest.fail("critpath serve did not stop within 90 s of Ctrl-C; its output:\n"
+                    + (cli.stdout + cli.stderr)[-3000:])
     return code
 
 
@@ -172,6 +182,8 @@ def test_emit_refreshes_exactly_the_service_and_its_downstream_in_one_flow_run(s
 def test_two_events_during_a_refresh_become_one_follow_up_of_their_union(served):
     url, project = served
     before = {r.id for r in _runs(url, "on-events")}
+    release = project / "release"
+    release.unlink()  # the first refresh holds in extract until both events wait behind it
     _emit(url, "extract")
     # running, and past taking over what waited (it renames itself then): what comes now waits
     first = wait_until(lambda: next((r for r in _runs(url, "on-events") if r.id not in before
@@ -180,6 +192,12 @@ def test_two_events_during_a_refresh_become_one_follow_up_of_their_union(served)
                        WAIT_S, "the first refresh to run")
     _emit(url, "transform")
     _emit(url, "check")
+    try:
+        wait_until(lambda: len([r for r in _runs(url, "on-events") if r.id not in before and r.id != first.id
+                                and r.state is not None and r.state.type.value == "SCHEDULED"]) == 2,
+                   WAIT_S, "both events' runs to wait behind the running refresh")
+    finally:
+        release.touch()
     runs = _new_runs(url, before, 3)
     by_id = {r.id: r for r in runs}
     assert len(runs) == 3, [(r.name, r.state.name) for r in runs]
@@ -196,6 +214,47 @@ def test_two_events_during_a_refresh_become_one_follow_up_of_their_union(served)
     # one refresh at a time: the follow-up started after the first had ended
     assert max_overlap([(r.start_time.timestamp(), r.end_time.timestamp())
                         for r in (by_id[first.id], follow_up)]) == 1
+
+
+def _logs(url: str, flow_run_id) -> str:
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    with _client(url) as client:
+        return "\n".join(log.message for log in client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])), limit=200, offset=0))
+
+
+def test_a_manual_run_and_a_served_refresh_never_share_the_state_folder(served):
+    url, project = served
+    release, pid, ended = project / "release", project / "extract.pid", project / "extract.ended"
+    release.unlink()
+    pid.unlink(missing_ok=True)
+    before = {r.id for r in _runs(url, "on-events")}
+    with Cli("run", "--graph", "g.json", "--select", "extract", cwd=project, api_url=url) as manual:
+        try:
+            wait_until(pid.exists, WAIT_S, "the manual run's extract to start (it holds the lock then)")
+            # a second manual run that will not wait is refused, as bad input
+            refused = critpath("run", "--graph", "g.json", "--no-wait", cwd=project, api_url=url)
+            assert refused.returncode == 2 and "another refresh holds" in refused.stderr, refused.stderr
+            # a served refresh waits for the lock before it runs anything
+            _emit(url, "check")
+            served_run = wait_until(lambda: next((r for r in _runs(url, "on-events") if r.id not in before
+                                                  and r.state is not None and r.state.is_running()), None),
+                                    WAIT_S, "the event's refresh to start")
+            wait_until(lambda: "another refresh holds" in _logs(url, served_run.id), WAIT_S,
+                       "the served refresh to say it waits for the lock")
+        finally:
+            release.touch()
+        assert manual.wait(WAIT_S) == 0, manual.stdout + manual.stderr
+    held_until = float(ended.read_text())  # the manual run's extract ended, and its run after it
+    [run] = _new_runs(url, before, 1)
+    assert run.id == served_run.id and run.state.name == "Completed", run.state
+    _ran(url, run, {"check"})
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with _client(url) as client:
+        [check] = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+    assert check.start_time.timestamp() > held_until
 
 
 def test_a_file_landing_in_a_watched_folder_refreshes_its_service(served):
@@ -254,3 +313,40 @@ def test_a_refresh_slower_than_its_interval_never_overlaps_and_ctrl_c_leaves_not
     assert deployment.paused
     assert automations and not any(a.enabled for a in automations)
     assert "removed" in output
+
+
+def test_with_skip_events_that_collide_are_cancelled_and_followed_up_once(prefect_server, tmp_path):
+    url, release = prefect_server, tmp_path / "release"
+    hold = {"call": "tests.helpers.services:hang",
+            "params": {"seconds": WAIT_S, "ended": str(tmp_path / "extract.ended"), "release": str(release)}}
+    graph_file(tmp_path, [{"name": "extract", **hold}, *GRAPH[1:]])
+    cli = _serve(tmp_path, url, "--name", "skipping", "--collision", "skip", "--debounce", "0.5")
+    with cli:
+        try:
+            _emit(url, "extract")
+            first = wait_until(lambda: next((r for r in _runs(url, "skipping")
+                                             if r.state is not None and r.state.is_running()), None),
+                               WAIT_S, "the first refresh to run")
+            _emit(url, "transform")
+            _emit(url, "check")
+            try:  # the server cancels both on collision while the first holds the slot
+                wait_until(lambda: len([r for r in _runs(url, "skipping") if r.state is not None
+                                        and r.state.type.value == "CANCELLED"]) == 2,
+                           WAIT_S, "both events' runs to be cancelled on collision")
+            finally:
+                release.touch()
+            runs = wait_until(lambda: (lambda rs: rs if len(rs) == 4 and _final(rs) else None)(
+                _runs(url, "skipping")), WAIT_S, "the first refresh and one follow-up to end")
+        finally:
+            code = _stop(cli)
+    assert code in (0, 130), cli.stdout + cli.stderr
+    by_state = {}
+    for r in runs:
+        by_state.setdefault(r.state.type.value, []).append(r)
+    assert len(by_state.get("CANCELLED", [])) == 2 and len(by_state.get("COMPLETED", [])) == 2, \
+        [(r.name, r.state.name) for r in runs]
+    [follow_up] = [r for r in by_state["COMPLETED"] if r.id != first.id]
+    assert sorted(follow_up.parameters["event"].split(",")) == ["critpath.service.check", "critpath.service.transform"]
+    assert _ran(url, follow_up, {"transform", "check", "publish"})
+    assert max_overlap([(r.start_time.timestamp(), r.end_time.timestamp()) for r in by_state["COMPLETED"]]) == 1
+    wait_until(lambda: not _left_in(tmp_path), 60, "every process serve started to end")
