@@ -105,8 +105,8 @@ def test_a_deadline_is_flagged_before_it_is_missed(prefect_server, tmp_path):
     assert "slack" in proc.stderr  # the start of the run says predicted finish and slack
     assert "deadline" in proc.stdout and " met: finished " in proc.stdout
 
-    # 2. slow takes 30 s instead of 1 s: flagged while it runs, then missed; --deadline-fails: exit 1
-    proc, late = _run(project, prefect_server, "--deadline", "+20s", "--deadline-fails", **{SLOW_ENV: "30"})
+    # 2. slow takes 14 s instead of 1 s: flagged while it runs, then missed; --deadline-fails: exit 1
+    proc, late = _run(project, prefect_server, "--deadline", "+10s", "--deadline-fails", **{SLOW_ENV: "14"})
     assert proc.returncode == 1, proc.stdout + proc.stderr[-3000:]
     assert not late["failed"] and all(s["state"] == "completed" for s in late["services"].values())
     d, svc = late["deadline"], late["services"]
