@@ -20,7 +20,19 @@ from pathlib import Path
 from prefect import flow
 
 
-@flow(name="critpath-refresh", log_prints=False, persist_result=False)
+def _after_refresh(flow, flow_run, state) -> None:
+    """The refresh's ``on_completion`` and ``on_failure`` hook: with ``skip``, one follow-up for
+    the events whose runs collided with it (``triggers.follow_up_after``). A hook runs once the
+    run's final state is stored, so the deployment's slot is free: a follow-up created while
+    the run still held it would collide in turn, and be cancelled with nobody left to follow it
+    up. A cancelled refresh (serve stopping) starts none."""
+    from .triggers import follow_up_after
+
+    follow_up_after(flow_run)
+
+
+@flow(name="critpath-refresh", log_prints=False, persist_result=False,
+      on_completion=[_after_refresh], on_failure=[_after_refresh])
 def refresh(folder: str = ".", config: str | None = None, graph: str | None = None, modules: str | None = None,
             runner: str | None = None, select: str | None = None, max_concurrency: int | None = None,
             workers: int | None = None, address: str | None = None, deadline: str | None = None,
@@ -61,7 +73,7 @@ def refresh(folder: str = ".", config: str | None = None, graph: str | None = No
     validate(g)
     due = _deadline(deadline or cfg.deadline, cfg.deadline_margin)
     g = select_services(g, select, cfg)
-    from .triggers import coalesced, follow_up_after
+    from .triggers import coalesced
 
     lock, g, why = coalesced(g, cfg.state_dir, event)
     if g is None:  # nothing of the served graph to refresh: said in the run's state
@@ -105,9 +117,7 @@ def refresh(folder: str = ".", config: str | None = None, graph: str | None = No
     write_report(report, runs / f"{report['flow_run_id']}.json")
     write_report(report, Path(cfg.state_dir) / "last-run.json")
     lock.release()
-    if not control.reason:  # with `skip`, the events that collided with this run come next
-        follow_up_after()
-    else:
+    if control.reason:  # with `skip`, the events that collided with a finished run come next (_after_refresh)
         _end_without_finalizing()
     return outcome
 

@@ -272,12 +272,10 @@ def _state_lock(state_dir: str):
             time.sleep(0.2)  # flock offers no event to wait on; a bounded nap per try
 
 
-def follow_up_after() -> None:
-    """``follow_up`` for the current flow run, as it ends; a failure is a warning."""
-    from prefect.context import FlowRunContext
+def follow_up_after(this) -> None:
+    """``follow_up`` for the flow run ``this``, once it has ended; a failure is a warning."""
     from prefect.logging import get_run_logger
 
-    this = FlowRunContext.get().flow_run
     if this.deployment_id is None:
         return
     try:
