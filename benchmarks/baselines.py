@@ -25,8 +25,6 @@ Bodies are module-level functions so that worker processes import them by name.
 """
 from __future__ import annotations
 
-import math
-import os
 import queue
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -34,6 +32,7 @@ from contextlib import ExitStack
 from typing import Any, Callable
 
 from orchestrator.planning.graph import Graph
+from runners import layout
 
 
 def noop(*_upstream: Any) -> None:
@@ -256,10 +255,11 @@ class _Dask:
 
             from distributed import Client, LocalCluster
 
-            procs = max(1, min(concurrency, os.cpu_count() or 1))
+            threads = layout.local_dask(concurrency)  # laid out as critpath's own Dask runner is
             cluster = self._stack.enter_context(LocalCluster(
-                n_workers=procs, threads_per_worker=math.ceil(concurrency / procs), processes=True,
-                dashboard_address=None, silence_logs=logging.ERROR))
+                n_workers=len(threads), threads_per_worker=threads[0], processes=True,
+                dashboard_address=None, silence_logs=logging.ERROR,
+                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}))  # as runners.dask: no 8787
             client = self._stack.enter_context(Client(cluster))
             client.gather([client.submit(noop, i, pure=False) for i in range(concurrency)])
             self._clusters[concurrency] = (cluster.scheduler_address, client)

@@ -17,6 +17,9 @@ a worker plugin); it is unpacked once into a folder of its own, and that folder 
 on ``sys.path``. When a job of another version arrives, the modules of the version loaded
 so far are dropped from ``sys.modules`` first, so a worker holding an older copy never runs a
 newer refresh's service with it (``runners`` itself is never dropped: it is running).
+
+``DaskSlot``: a Dask runner's slot, an actor that runs jobs (from shipped code or not) on a
+thread of its own.
 """
 from __future__ import annotations
 
@@ -116,6 +119,40 @@ def run_job(fields: dict, version: str, modules):
     from runners.base import Job, execute
 
     return execute(Job(**fields))
+
+
+class DaskSlot:
+    """One slot of the Dask runner (``runners.dask_slots``): a Dask actor that runs the jobs
+    it is given on a thread of its own, one at a time. ``run`` is a coroutine, so the worker
+    runs it on its event loop, which hands the job to the slot's thread: a plain method
+    would go to the worker's one actor thread, where the slots of a worker would take turns."""
+
+    def __init__(self):
+        from concurrent.futures import ThreadPoolExecutor
+
+        from distributed import get_worker
+
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="critpath-slot")
+        self._root = get_worker().local_directory  # where shipped code is unpacked
+
+    async def run(self, payload: bytes, shipped=None):
+        """The job in ``payload`` (a ``runners.base.Job`` as a dict, pickled by the client, where
+        a job that cannot be sent fails at once); ``shipped``: (version, modules) of the shipped
+        code it runs with, None: as installed. Its ``Outcome``."""
+        import asyncio
+
+        return await asyncio.get_running_loop().run_in_executor(self._thread, _slot_job, payload, shipped,
+                                                                 self._root)
+
+
+def _slot_job(payload: bytes, shipped, root: str):
+    import pickle
+
+    if shipped is not None:  # first: the job's params may be of the shipped code's classes
+        use_code(root, *shipped)
+    from runners.base import Job, execute
+
+    return execute(Job(**pickle.loads(payload)))
 
 
 _detached: dict | None = None

@@ -1,11 +1,13 @@
 """Dask: a ``distributed.LocalCluster`` of worker processes, or an existing
 scheduler at ``address``.
 
-Only the service body crosses to Dask (``client.submit(execute, job)``), with the
-dispatcher's priority passed on as Dask's ``priority=`` so that any queueing on
-the cluster side honours the same order.
+Only the service body crosses to Dask. Each worker thread is a slot: a long-lived actor
+that receives jobs by method call (``dask_slots``), straight from the client to the worker,
+without a round trip through the scheduler per service. When no slot is idle (one is being
+replaced) the job goes as a task instead (``client.submit``), with the dispatcher's priority
+passed on as Dask's ``priority=`` so that any queueing on the cluster side honours the same order.
 
-Completion: a future's done-callback hands it to a gatherer thread, which fetches
+A task's completion: a future's done-callback hands it to a gatherer thread, which fetches
 the results of every future finished so far with one ``client.gather`` (one round
 trip for the batch). Fetching each result inside Dask's single callback thread
 costs a round trip per service and capped fan-out near 80 services a second.
@@ -17,7 +19,8 @@ before it came back, dies with it: that is the runner's own doing, not a lost
 worker, so such a death is reported as ``RestartedWorkerLost`` and the dispatcher
 decides what to do (it sends the job again). A job is "exposed" when it was live
 while one of our restarts was under way; only exposed jobs that die with
-``KilledWorker`` are reported so.
+``KilledWorker`` (a task) or lose their slot's worker (``dask_slots``) are reported so.
+The restarted worker's slots are started again once it is back.
 
 An existing scheduler (``address``): its workers run elsewhere, in an environment of their
 own. Before anything runs, every worker is asked (``bootstrap.probe``, sent by value, so
@@ -33,8 +36,6 @@ are installed first (distributed's ``PipInstall``).
 from __future__ import annotations
 
 import logging
-import math
-import os
 import queue
 import threading
 import uuid
@@ -42,7 +43,7 @@ from contextlib import ExitStack
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from . import bootstrap
+from . import bootstrap, layout
 from .base import (
     Code,
     Done,
@@ -86,8 +87,11 @@ class DaskRunner:
         self._shipped: tuple[str, tuple[str, ...]] | None = None
         self.capacity = workers
         self.cores: float | None = None
+        #: threads of each worker process: the services one process runs share its interpreter lock
+        self.threads_per_process: tuple[int, ...] = ()
         self._stack = ExitStack()
         self.client = None
+        self._slots = None  # dask_slots.Slots: the actors that run the jobs
         self._finished: queue.SimpleQueue = queue.SimpleQueue()
         #: future key -> the dispatcher's callback, while the future is live
         self._live: dict[str, Done] = {}
@@ -109,6 +113,8 @@ class DaskRunner:
                 self.capacity = sum(w["nthreads"] for w in info["workers"].values()) or self.workers
                 # Dask reports threads, not cores: a worker usually runs one thread per core it has
                 self.cores = float(self.capacity)
+                # every worker the scheduler lists is one process (``dask worker --nworkers 2`` is two)
+                self.threads_per_process = tuple(info["workers"][a]["nthreads"] for a in sorted(info["workers"]))
             else:
                 # Prefect's logging config lets distributed's INFO chatter reach the console
                 lg = logging.getLogger("distributed")
@@ -126,11 +132,15 @@ class DaskRunner:
                 sched = logging.getLogger("distributed.scheduler")
                 self._stack.callback(sched.setLevel, sched.level)
                 sched.setLevel(logging.CRITICAL)
-                procs = max(1, min(self.workers, os.cpu_count() or 1))
+                self.threads_per_process = layout.local_dask(self.workers)
+                # no dashboard; the scheduler still serves its HTTP routes, on 8787 by default,
+                # and warns when that port is taken (a second run, a user's own cluster)
                 cluster = self._stack.enter_context(LocalCluster(
-                    n_workers=procs, threads_per_worker=math.ceil(self.workers / procs),
-                    processes=True, dashboard_address=None, silence_logs=logging.ERROR))
-                self.client = self._stack.enter_context(Client(cluster))
+                    n_workers=len(self.threads_per_process), threads_per_worker=self.threads_per_process[0],
+                    processes=True, dashboard_address=None, silence_logs=logging.ERROR,
+                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}))
+                # critpath's own workers, on loopback: actor calls (the slots) go to them directly
+                self.client = self._stack.enter_context(Client(cluster, direct_to_workers=True))
                 # critpath handles Ctrl-C for the whole run. A terminal's Ctrl-C also reaches
                 # the worker processes, which are in its process group; a worker that the
                 # nanny starts again after a cancel must not die of it with a traceback
@@ -138,6 +148,7 @@ class DaskRunner:
             if self.address or self.code is not None:
                 self._prepare_workers()
             self._warm()
+            self._start_slots()
             gatherer = threading.Thread(target=self._gather_loop, name="critpath-dask-gather", daemon=True)
             gatherer.start()
             self._stack.callback(gatherer.join)
@@ -148,7 +159,22 @@ class DaskRunner:
         return self
 
     def __exit__(self, *exc):
+        if self._slots is not None:
+            self._slots.close()
         self._stack.close()
+
+    def _start_slots(self) -> None:
+        from .dask_slots import Slots
+
+        slots = Slots(self.client, _remote("DaskSlot"), self._shipped, CHECK_TIMEOUT_S)
+        try:
+            slots.start()
+        except Exception as exc:
+            where = f" at {self.address}" if self.address else ""
+            raise RunnerSetupError(f"the Dask workers{where} did not start critpath's slots (one actor per "
+                                   f"thread) within {CHECK_TIMEOUT_S:g} s ({type(exc).__name__}: {first_line(exc)}): "
+                                   "check that the workers are alive and have memory free") from None
+        self._slots = slots
 
     # -- the workers' code -------------------------------------------------------------------
 
@@ -296,6 +322,10 @@ class DaskRunner:
             return self._live.pop(key)
 
     def submit(self, job: Job, priority: float, done: Done):
+        slot = self._slots.take() if self._slots is not None else None
+        if slot is not None:
+            return self._slots.send(slot, job, done)
+        # no idle slot (one is being replaced): a task, which the scheduler queues for a thread
         key = f"{job.key}-{uuid.uuid4().hex[:8]}"
         with self._lock:
             self._live[key] = done
@@ -315,6 +345,17 @@ class DaskRunner:
         cluster critpath started: a shared cluster's workers are not ours to restart).
         Other services on that worker are reported as killed by our restart (see the
         module docstring)."""
+        from .dask_slots import Call
+
+        if isinstance(handle, Call):
+            worker = self._slots.cancel(handle, restart=not self.address)
+            if worker is not None:
+                with self._lock:  # tasks live meanwhile are exposed too
+                    self._restarting += 1
+                    self._exposed.update(self._live)
+                threading.Thread(target=self._restart, args=([worker],), daemon=True,
+                                 name="critpath-dask-restart").start()
+            return
         fut = handle
         running_on = []
         if not self.address:
@@ -339,6 +380,8 @@ class DaskRunner:
         finally:
             with self._lock:
                 self._restarting -= 1
+            if self._slots is not None:
+                self._slots.restarted(addresses)
 
 
 def _remote(name: str):

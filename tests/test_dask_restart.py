@@ -39,3 +39,27 @@ def test_a_job_killed_by_our_own_restart_is_reported_as_such(tmp_path):
         # the worker really was restarted: the hung body's process is gone
         pid = int(pidfile.read_text())
         wait_until(lambda: gone(pid), 60, "the exit of the hung body's worker process")
+
+
+def test_a_local_cluster_keeps_quiet_when_port_8787_is_taken():
+    """Dask's scheduler serves HTTP routes on 8787 by default, dashboard or not, and warns
+    when another cluster (a user's, a second refresh) holds the port; critpath's takes any."""
+    import socket
+    import warnings
+
+    held = socket.socket()
+    try:
+        held.bind(("127.0.0.1", 8787))
+        held.listen()
+    except OSError:
+        held.close()
+        held = None  # someone else holds it: the case under test all the same
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with DaskRunner(workers=1):
+                pass
+    finally:
+        if held is not None:
+            held.close()
+    assert not [w for w in caught if "already in use" in str(w.message)], [str(w.message) for w in caught]

@@ -1,0 +1,103 @@
+"""The Dask runner's slots: one long-lived actor per worker thread, receiving jobs by method call.
+
+    worker processes of two threads each, so two slots each:
+        a0 a1 ...        (each on a slot thread; never more threads than slots)
+        hang, beside..   (hang cancelled: its worker restarts, and the beside job sharing it
+                          dies as the runner's own doing; the others end as they would)
+        b0 b1 ...        (the slots are all back, fresh ones on the restarted worker)
+        c0 c1 ... cN     (one more than the slots: the last runs as a task)
+
+The runner alone, against a real local Dask cluster (no Prefect, no dispatcher): what the
+dispatcher relies on, and nothing about durations.
+"""
+from __future__ import annotations
+
+import queue
+
+import pytest
+
+from runners.base import Job, Outcome, RestartedWorkerLost
+from tests.helpers.graphs import worker_pid
+from tests.helpers.processes import wait_until
+
+pytestmark = pytest.mark.dask
+
+HANG = "tests.helpers.faults:hang"
+WAIT_S = 120  # bounded waits: a broken promise fails the test instead of hanging it
+
+
+def job(key: str, duration: float = 0.0, **kw) -> Job:
+    return Job(f"{key}#1", key, duration=duration, **kw)
+
+
+def outcomes(inbox: queue.SimpleQueue, n: int) -> list:
+    return [inbox.get(timeout=WAIT_S) for _ in range(n)]
+
+
+def _slot_thread(out: Outcome) -> str:
+    return out.worker.rpartition("/")[2]
+
+
+def test_slots_are_long_lived_threads_replaced_when_their_worker_restarts(tmp_path):
+    import os
+
+    from runners.dask import DaskRunner
+    from runners.dask_slots import Call
+
+    inbox: queue.SimpleQueue = queue.SimpleQueue()
+    with DaskRunner(workers=2 * (os.cpu_count() or 1)) as runner:  # two slot threads per worker process
+        slots = runner.capacity
+        threads = set()
+        for k in range(3 * slots):  # at most one job per slot at a time, as the dispatcher submits
+            runner.submit(job(f"a{k}"), 1.0, inbox.put)
+            out = inbox.get(timeout=WAIT_S)
+            assert isinstance(out, Outcome) and out.ok, out
+            threads.add((worker_pid(out.worker), _slot_thread(out)))
+        assert len(threads) <= slots and all(t.startswith("critpath-slot") for _, t in threads), threads
+
+        hang = runner.submit(job("hang", call=HANG, params={"pidfile": str(tmp_path / "hang.pid")}), 1.0,
+                             lambda out: inbox.put(("hang", out)))
+        assert isinstance(hang, Call)
+        release = tmp_path / "release"
+        besides = []  # until one shares hang's worker process
+        for k in range(slots - 1):
+            params = {"pidfile": str(tmp_path / f"b{k}.pid"), "release": str(release)}
+            call = runner.submit(job(f"beside{k}", call=HANG, params=params), 1.0,
+                                 lambda out, k=k: inbox.put((f"beside{k}", out)))
+            besides.append(call)
+            if call.slot.worker == hang.slot.worker:
+                break
+        sharing = f"beside{len(besides) - 1}"
+        wait_until((tmp_path / "hang.pid").exists, WAIT_S, "the hung body to start")
+        runner.cancel(hang)  # restarts its worker: the only way to stop a stuck body
+        release.touch()  # the others, on other workers, end as they would
+        got = dict(outcomes(inbox, len(besides) + 1))
+        assert isinstance(got.pop(sharing), RestartedWorkerLost)  # sent again, no attempt lost
+        assert not isinstance(got.pop("hang"), Outcome)  # the dispatcher ignores it: the attempt was cancelled
+        assert all(isinstance(o, Outcome) and o.ok for o in got.values()), got
+
+        wait_until(lambda: len(runner._slots._slots) == slots, WAIT_S, "fresh slots on the restarted worker")
+        for k in range(slots):
+            runner.submit(job(f"b{k}"), 1.0, inbox.put)
+        after = outcomes(inbox, slots)
+        assert all(isinstance(o, Outcome) and o.ok and _slot_thread(o).startswith("critpath-slot")
+                   for o in after), after
+
+        # each lasts 2 s, so that none has ended, freeing its slot, before the last is submitted
+        handles = [runner.submit(job(f"c{k}", 2.0), 1.0, inbox.put) for k in range(slots + 1)]
+        assert [isinstance(h, Call) for h in handles] == [True] * slots + [False]  # no slot free: a task
+        assert all(isinstance(o, Outcome) and o.ok for o in outcomes(inbox, slots + 1))
+
+
+def test_a_job_that_cannot_be_sent_fails_at_submit_and_keeps_its_slot():
+    import threading
+
+    from runners.dask import DaskRunner
+
+    inbox: queue.SimpleQueue = queue.SimpleQueue()
+    with DaskRunner(workers=1) as runner:
+        with pytest.raises(TypeError, match="pickle"):  # the dispatcher fails that service alone, no retry
+            runner.submit(job("unpicklable", params={"lock": threading.Lock()}), 1.0, inbox.put)
+        runner.submit(job("next"), 1.0, inbox.put)
+        out = inbox.get(timeout=WAIT_S)
+        assert isinstance(out, Outcome) and out.ok and _slot_thread(out).startswith("critpath-slot"), out
