@@ -124,7 +124,14 @@ class RayRunner:
         else:
             # a private instance, whatever else runs here (a stale ray_current_cluster included); it
             # talks over loopback only, not the machine's interface address
-            ray.init(address="local", num_cpus=self.workers, _node_ip_address="127.0.0.1", **kwargs)
+            # Ray 2.60 turns token authentication on for a new local instance and says so at
+            # WARNING level on every run; on this private instance it is nothing to act on
+            notice = logging.getLogger("ray._private.authentication.authentication_token_setup")
+            level, notice.level = notice.level, logging.ERROR
+            try:
+                ray.init(address="local", num_cpus=self.workers, _node_ip_address="127.0.0.1", **kwargs)
+            finally:
+                notice.setLevel(level)
             self._started = True
         try:
             if self.address:

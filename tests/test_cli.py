@@ -152,3 +152,13 @@ def test_failed_service_exit_1_names_failed_and_skipped(project):
     report = json.loads((project / ".critpath/last-run.json").read_text())
     assert report["failed"] == ["b"] and report["skipped"] == ["d"]
     assert report["services"]["c"]["state"] == "completed"
+
+
+@pytest.mark.ray
+def test_a_run_on_a_local_ray_instance_prints_none_of_rays_notices(project):
+    """Ray 2.60 turns token authentication on for every new local instance and says so at
+    WARNING level; critpath's instance is private, so a normal run shows nothing of it."""
+    proc = critpath("run", "--graph", "graph.json", "--runner", "ray", "--no-progress", cwd=project)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    _no_noise(proc)
+    assert "WARNING" not in proc.stderr and "Token authentication" not in proc.stderr, proc.stderr
