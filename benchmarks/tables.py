@@ -30,8 +30,8 @@ def overhead(rows: list[dict]) -> Table:
                "per hop = makespan / 50. critpath 'recorded' = until Prefect had stored every final state. "
                "Raw in-engine passes each future/ref as the next one's argument (n/a: concurrent.futures has no "
                "dependencies); round trip waits for each result in the driver. Prefect-native: median of the rounds "
-               "on threads, one round on Dask and Ray; 'skipped' in --quick on Ray, where each hop waits for a new Ray "
-               "worker to start (seconds per hop). Target: critpath <= 2 x raw round trip + 5 ms, every service "
+               "on threads, one round on Dask and Ray; 'skipped' in --quick on Dask (about 140 ms per hop) and on Ray, "
+               "where each hop waits for a new Ray worker to start (seconds per hop). Target: critpath <= 2 x raw round trip + 5 ms, every service "
                "still a Prefect task run with state and logs.",
                ["runner", "critpath", "recorded", "Prefect-native", "raw in-engine", "raw round trip",
                 "critpath / raw RT", "native / critpath", "target", "met"])
