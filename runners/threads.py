@@ -22,6 +22,7 @@ class ThreadRunner:
             raise ValueError("--address does not apply to --runner threads; use --runner dask or ray")
         self.capacity = workers
         self.cores = None  # this machine's
+        self.threads_per_process = (workers,)  # every service in this one process: one interpreter lock
         self._count = 0
 
     def __enter__(self):

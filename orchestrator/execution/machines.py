@@ -2,13 +2,16 @@
 
 ``machine_for`` describes where the services will run: this machine's CPUs (affinity and
 cgroup quotas included) for threads, processes and a local Dask or Ray, or what an existing
-cluster reports; the interpreter lock on threads; the runner's own per-service overhead as
-history measured it. ``planning_inputs`` adds the estimates (history first, see
+cluster reports; which services share an interpreter lock (the runner's worker processes
+that run several at once: the threads runner's one, a Dask cluster's multi-threaded
+workers); the runner's own per-service overhead as history measured it. ``planning_inputs`` adds the estimates (history first, see
 ``planning.estimates``), so ``run``, ``plan`` and ``tune`` all predict the same way.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from runners import layout
 
 from ..inputs.cores import local_cores
 from ..inputs.history import History
@@ -17,15 +20,30 @@ from ..planning.graph import Graph
 from ..planning.machine import Machine
 
 
-def machine_for(runner_name: str, runner=None, observed: dict[str, list[Observed]] | None = None) -> Machine:
+def machine_for(runner_name: str, runner=None, observed: dict[str, list[Observed]] | None = None,
+                workers: int | None = None) -> Machine:
+    """``runner``: the started runner, if any; else ``workers``: the slots it will be started with."""
     cluster = getattr(runner, "cores", None)
     if cluster:
         cores, source = float(cluster), f"the {runner_name} cluster at {getattr(runner, 'address', '?')}"
     else:
         cores, source = local_cores()
     everything = [o for obs in (observed or {}).values() for o in obs]
-    return Machine(cores=cores, gil=runner_name == "threads", overhead_s=overhead(everything, runner_name),
-                   source=source)
+    return Machine(cores=cores, gil_procs=shared_locks(runner_name, runner, workers),
+                   overhead_s=overhead(everything, runner_name), source=source)
+
+
+def shared_locks(runner_name: str, runner=None, workers: int | None = None) -> tuple[int, ...]:
+    """The threads of each worker process that runs several services at once (they share its
+    interpreter lock): what the started runner says, else what it will start (a plan made before
+    it has); () where every service has a process of its own (processes, Ray, one-thread workers)."""
+    threads = getattr(runner, "threads_per_process", None)
+    if runner_name == "threads":  # one process, whatever the slots: every service shares its lock
+        return tuple(threads or (max(1, workers or 1),))
+    if threads is None and runner_name == "dask" and workers and getattr(runner, "address", None) is None:
+        threads = layout.local_dask(workers)
+    # a cluster not yet asked: unknown, taken as one service per process like processes and Ray
+    return tuple(threads) if threads and max(threads) > 1 else ()
 
 
 @dataclass(frozen=True)
@@ -37,7 +55,9 @@ class PlanningInputs:
     observed: dict[str, list[Observed]] = field(default_factory=dict)
 
 
-def planning_inputs(graph: Graph, runner_name: str, runner=None, history: History | None = None) -> PlanningInputs:
+def planning_inputs(graph: Graph, runner_name: str, runner=None, history: History | None = None,
+                    workers: int | None = None) -> PlanningInputs:
     observed = history.observed() if history is not None else {}
-    return PlanningInputs(estimates(graph, observed, runner_name), machine_for(runner_name, runner, observed),
+    return PlanningInputs(estimates(graph, observed, runner_name),
+                          machine_for(runner_name, runner, observed, workers),
                           history.runs() if history is not None else 0, observed)

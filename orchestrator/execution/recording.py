@@ -26,6 +26,20 @@ def cpu_seconds(runner: str, outcome) -> float | None:
     return getattr(outcome, "thread_cpu_s", None)
 
 
+def gil_seconds(runner: str, outcome) -> float | None:
+    """Where services share a process (threads, a Dask worker's threads), the time a service held
+    that process's interpreter lock, taken as its own thread's CPU time: Python code runs only
+    holding it. An over-count for a library that computes on the calling thread with the lock
+    released (DuckDB); nothing cheaper measures the lock itself."""
+    return None if runner in OWN_PROCESS else getattr(outcome, "thread_cpu_s", None)
+
+
+def process_of(worker: str | None) -> str | None:
+    """``host:pid`` of the worker process that ran it (a worker is named ``host:pid/thread``): the
+    attempts of one run recorded with the same process shared its interpreter lock."""
+    return worker.split("/", 1)[0] if worker else None
+
+
 def outcome_of(kind: Event, run: ServiceRun) -> str:
     if kind == Event.COMPLETE:
         return "completed"
@@ -59,8 +73,8 @@ class HistoryObserver:
             start=last.start if last else run.dispatched, end=last.end if last else run.finished,
             dispatched=run.dispatched, finished=run.finished if kind != Event.CANCEL else t,
             cpu_s=cpu_seconds(self.runner, outcome),
-            gil_s=getattr(outcome, "thread_cpu_s", None) if self.runner == "threads" else None,
-            cpu_wait_s=getattr(outcome, "cpu_wait_s", None),
+            gil_s=gil_seconds(self.runner, outcome), cpu_wait_s=getattr(outcome, "cpu_wait_s", None),
+            process=process_of(last.worker if last else None),
             flow_run_id=self.flow_run_id, cores=self.cores, max_concurrency=self.max_concurrency,
             pools=self.pools))
         self.services.add(run.name)

@@ -11,9 +11,11 @@ Rows (one per attempt): service, run id, flow run id, runner, the cores it had, 
 limits in force, attempt number, outcome (completed | failed | lost | timeout |
 cancelled), worker-measured start and end, the dispatcher's dispatch and finish times,
 and the CPU seconds the service used (``cpu_s``: its process's CPU time where it had a
-process of its own, its thread's elsewhere; ``gil_s``: its thread's CPU time, on the
-threads runner the time it held the interpreter lock). The last ``keep_runs`` runs of
-each service are kept (default 50).
+process of its own, its thread's elsewhere; ``gil_s``: where services share a process,
+on the threads runner and a Dask worker's threads, its thread's CPU time, the time it
+held that process's interpreter lock), and the worker process that ran it (``process``,
+``host:pid``: the services of one run with the same process shared its lock). The last
+``keep_runs`` runs of each service are kept (default 50).
 
 A file that is not a database, or a database that is not critpath's history, is one
 ``CritpathError`` naming the file and how to move it aside; nothing is overwritten.
@@ -57,12 +59,15 @@ CREATE TABLE IF NOT EXISTS attempts (
     cpu_s REAL,
     gil_s REAL,
     cpu_wait_s REAL,
+    process TEXT,
     recorded_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS attempts_by_service ON attempts (service, id);
 """
 COLUMNS = ("service", "run_id", "flow_run_id", "runner", "cores", "max_concurrency", "pools", "attempt",
-           "outcome", "start", "end", "dispatched", "finished", "cpu_s", "gil_s", "cpu_wait_s")
+           "outcome", "start", "end", "dispatched", "finished", "cpu_s", "gil_s", "cpu_wait_s", "process")
+#: columns added since version 1's first files, with their types: added to an older file when it is opened
+ADDED = {"cpu_wait_s": "REAL", "process": "TEXT"}
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,7 @@ class AttemptRow:
     cpu_s: float | None = None
     gil_s: float | None = None
     cpu_wait_s: float | None = None
+    process: str | None = None  # host:pid of the worker process that ran it
     flow_run_id: str | None = None
     cores: float | None = None
     max_concurrency: int | None = None
@@ -118,8 +124,8 @@ class History:
                 raise _not_ours(self.path, f"it holds other tables: {', '.join(sorted(tables))}")
             db.executescript(_SCHEMA)
             have = {r[1] for r in db.execute("PRAGMA table_info(attempts)")}
-            for column in sorted({"cpu_wait_s"} - have):  # a column added since the file was made
-                db.execute(f"ALTER TABLE attempts ADD COLUMN {_q(column)} REAL")
+            for column in sorted(set(ADDED) - have):  # a column added since the file was made
+                db.execute(f"ALTER TABLE attempts ADD COLUMN {_q(column)} {ADDED[column]}")
             app = dict(db.execute("SELECT key, value FROM meta").fetchall())
             if not app:
                 db.execute("INSERT OR IGNORE INTO meta VALUES ('app', ?), ('version', ?)", (APP, VERSION))
@@ -209,17 +215,20 @@ class History:
 
 
 def _alone(rows: list[dict]) -> list[float]:
-    """Each row's time alone: its wall time less its measured wait for a CPU, and on threads
-    less its inferred wait for the interpreter lock, from the other attempts of its run."""
+    """Each row's time alone: its wall time less its measured wait for a CPU, and where services
+    shared a process (threads, Dask; the rows with ``gil_s``) less its inferred wait for that
+    process's interpreter lock, from the other attempts of its run in the same process."""
     out = []
     for r in rows:
         wall = max(0.0, (r["end"] or 0.0) - (r["start"] or 0.0)) if r["start"] is not None else 0.0
         out.append(min(wall, max(0.0, wall - (r["cpu_wait_s"] or 0.0))))
-    by_run: dict[str, list[int]] = {}
+    by_lock: dict[tuple[str, str | None], list[int]] = {}
     for k, r in enumerate(rows):
-        if r["runner"] == "threads" and r["start"] is not None and r["end"] is not None:
-            by_run.setdefault(r["run_id"], []).append(k)
-    for ks in by_run.values():
+        # a row without its process (recorded before critpath kept it) is taken to share the run's
+        # one lock: right on threads, the only runner that recorded gil_s then
+        if r["gil_s"] is not None and r["start"] is not None and r["end"] is not None:
+            by_lock.setdefault((r["run_id"], r["process"]), []).append(k)
+    for ks in by_lock.values():
         spans = [Span(rows[k]["start"], rows[k]["end"], rows[k]["gil_s"], rows[k]["cpu_wait_s"] or 0.0) for k in ks]
         for k, t in zip(ks, alone_times(spans, 1.0), strict=True):
             out[k] = t

@@ -7,13 +7,17 @@ would count the contention twice: once in the estimate, once more in the machine
 
   * CPU cores: the worker reads from the kernel how long the service's thread waited,
     ready to run, for a CPU (``cpu_wait_s``, Linux schedstat); that time comes off.
-  * the interpreter lock (threads runner): nothing measures the wait for it, so it is
-    inferred here from the run's recorded intervals. While the lock was saturated (two or
-    more services were using it and together held it ``SATURATED`` of the time or more,
-    each at its average rate, CPU seconds / wall seconds over its attempt), a service that was using it
-    (rate >= ``USING``) was either on it or waiting for it: its time off the lock in those
-    stretches comes off. Outside them, and for services that hardly used it (a sleep, I/O),
-    the wall time stands.
+  * the interpreter lock (threads runner, and each Dask worker process: the caller groups
+    the spans by process): nothing measures the wait for it, so it is inferred here from
+    the run's recorded intervals. While the lock was saturated (two or more services were
+    using it and together held it ``SATURATED`` of the time or more, each at its average
+    rate: seconds on a CPU or waiting for one, over its wall seconds), a service that was
+    using it (rate >= ``USING``) was either on it or waiting for it: its time off the lock
+    in those stretches comes off. Outside them, and for services that hardly used it (a
+    sleep, I/O), the wall time stands. The CPU wait counts as use: a thread that the
+    kernel keeps off the cores while it holds the lock still holds it, so on a loaded
+    machine CPU seconds alone would read a saturated lock as a free one (four services
+    each 0.2 s on a CPU and 0.45 s waiting for one, in 1.57 s, held the lock throughout).
 
 What this cannot tell apart: two half-idle services that happened to fill the lock
 exactly, without ever waiting for each other, read as two busy ones that waited. On
@@ -34,7 +38,7 @@ class Span:
     start: float
     end: float
     cpu_s: float | None  # seconds holding the resource; None: unknown (taken as not using it)
-    cpu_wait_s: float = 0.0  # seconds it waited for a CPU core (measured): not time on the lock either
+    cpu_wait_s: float = 0.0  # seconds it waited for a CPU core (measured): off its time alone, but lock use
 
 
 def alone_times(spans: Sequence[Span], capacity: float = 1.0) -> list[float]:
@@ -42,7 +46,7 @@ def alone_times(spans: Sequence[Span], capacity: float = 1.0) -> list[float]:
     of ``capacity`` that ``spans`` shared, inferred from how saturated it was while the span ran."""
     wall = [max(0.0, s.end - s.start) for s in spans]
     own = [max(0.0, wall[j] - (s.cpu_wait_s or 0.0)) for j, s in enumerate(spans)]  # minus CPU waits
-    rate = [min(1.0, s.cpu_s / own[j]) if s.cpu_s is not None and own[j] > 0 else 0.0
+    rate = [min(1.0, (s.cpu_s + (s.cpu_wait_s or 0.0)) / wall[j]) if s.cpu_s is not None and wall[j] > 0 else 0.0
             for j, s in enumerate(spans)]
     points = sorted({t for s in spans for t in (s.start, s.end)})
     saturated = [0.0] * len(spans)  # wall seconds of each span during which the resource was saturated

@@ -39,7 +39,7 @@ class Observed:
     duration_s: float  # worker-measured wall time
     runner: str
     cpu_s: float | None = None  # CPU seconds the service used (None: not measured)
-    gil_s: float | None = None  # on threads: CPU seconds of its own thread, i.e. holding the lock
+    gil_s: float | None = None  # sharing a process (threads, Dask): its own thread's CPU seconds, holding the lock
     overhead_s: float | None = None  # dispatch to worker start + worker end to completion seen
     wall_s: float | None = None  # as measured; ``duration_s`` is the time it would take alone
 
@@ -69,7 +69,9 @@ def estimate(service: Service, observed: Sequence[Observed], runner: str | None 
         demand = Demand(cpu=statistics.median(cpu) if cpu else declared_cpu,
                         gil=min(1.0, statistics.median(gil)) if gil else 0.0)
         return Estimate(float(seconds), "history", len(good), demand)
-    demand = Demand(cpu=declared_cpu, gil=declared_cpu if runner == "threads" else 0.0)
+    # code with no history is guessed to hold its process's lock as long as it computes; the lock
+    # matters only where the machine puts several services in one process (``Machine.gil_procs``)
+    demand = Demand(cpu=declared_cpu, gil=declared_cpu)
     if _finite(service.estimate):
         return Estimate(float(service.estimate), "declared", 0, demand)
     if _finite(service.duration):

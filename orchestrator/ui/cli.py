@@ -209,7 +209,9 @@ def plan_for(graph, cfg, runner: str, max_concurrency, workers, address, no_hist
         if address:  # the code a run would ship goes now: the cluster is checked for what it lacks
             engine = stack.enter_context(started(runner, workers or cfg.workers or DEFAULT_CONCURRENCY, address,
                                                  shipped_code(graph, cfg, runner, address) or None))
-        inputs = planning_inputs(graph, runner, engine, history)
+        # the slots a run would start its runner with (see ``run``): a local Dask's layout follows from them
+        slots = workers or cfg.workers or chosen.value or DEFAULT_CONCURRENCY
+        inputs = planning_inputs(graph, runner, engine, history, workers=slots)
         limit = chosen.value or (engine.capacity if engine is not None else DEFAULT_CONCURRENCY)
         return make_plan(graph, limit, estimates=inputs.estimates, machine=inputs.machine,
                          cpu_aware=cpu_aware), chosen.source
@@ -493,7 +495,8 @@ def tune(graph_file, modules, config_path, select, pools, max_concurrency, time_
         cores = engine.cores if engine is not None and engine.cores else local_cores()[0]
         cap = engine.capacity if engine is not None else (workers or cfg.workers or 10**9)
         limit = max(1, min(max_limit or max(1, int(round(2 * cores))), cap))
-        result = t.predict_all(graph, runner, engine, history, current, limit, tolerance)
+        result = t.predict_all(graph, runner, engine, history, current, limit, tolerance,
+                               workers=workers or cfg.workers or current.max_concurrency)
     if verify:
         for name in ("recommended", "current"):
             setting = t.as_setting(result[name])

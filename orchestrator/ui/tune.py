@@ -52,8 +52,10 @@ def check_pools(graph: Graph, flags: tuple[str, ...]) -> None:
 
 
 def predict_all(graph: Graph, runner: str, engine, history: History | None, current: Setting, max_limit: int,
-                tolerance: float) -> dict:
-    inputs = planning_inputs(graph, runner, engine, history)
+                tolerance: float, workers: int | None = None) -> dict:
+    """``workers``: the slots a local runner starts with when no ``engine`` is: on Dask they set how
+    many services share each worker process's lock, one layout for every candidate."""
+    inputs = planning_inputs(graph, runner, engine, history, workers=workers)
     cands = sweep(graph, inputs.estimates, inputs.machine, max_limit)
     now = evaluate(graph, inputs.estimates, inputs.machine, current.max_concurrency, current.pools, current.cpu_aware)
     best = recommend([*cands, now], tolerance)

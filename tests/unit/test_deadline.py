@@ -235,7 +235,7 @@ def recorded_plan(tmp_path, slots=2):
                                     start=1000.0 * r, end=1000.0 * r + took[r], cpu_s=0.0, gil_s=0.0))
         observed = h.observed()
     g = Graph(GRAPH)
-    plan = make_plan(g, slots, estimates=estimates(g, observed, "threads"), machine=Machine(cores=2, gil=True))
+    plan = make_plan(g, slots, estimates=estimates(g, observed, "threads"), machine=Machine(cores=2, gil_procs=(slots,)))
     return plan, spreads(g.names, observed, "threads")
 
 

@@ -69,10 +69,10 @@ def test_the_gil_is_one_core_whatever_the_machine_has():
     """Threads runner, two pure-Python services holding the lock all the time, 8 cores: 2x."""
     g = _graph(Service("a", duration=4, kind="cpu"), Service("b", duration=4, kind="cpu"))
     demand = [Demand(1.0, gil=1.0)] * 2
-    assert _predict(g, [4, 4], demand, 2, Machine(cores=8, gil=True)).makespan_s == pytest.approx(8.0)
+    assert _predict(g, [4, 4], demand, 2, Machine(cores=8, gil_procs=(2,))).makespan_s == pytest.approx(8.0)
     # a service that releases the lock (gil 0) is not slowed by it
     mixed = [Demand(1.0, gil=1.0), Demand(1.0, gil=0.0)]
-    assert _predict(g, [4, 4], mixed, 2, Machine(cores=8, gil=True)).makespan_s == pytest.approx(4.0)
+    assert _predict(g, [4, 4], mixed, 2, Machine(cores=8, gil_procs=(2,))).makespan_s == pytest.approx(4.0)
 
 
 def test_runner_overhead_is_paid_once_per_hop():
