@@ -134,10 +134,13 @@ class DaskRunner:
                 sched.setLevel(logging.CRITICAL)
                 self.threads_per_process = layout.local_dask(self.workers)
                 # no dashboard; the scheduler still serves its HTTP routes, on 8787 by default,
-                # and warns when that port is taken (a second run, a user's own cluster)
+                # and warns when that port is taken (a second run, a user's own cluster). The
+                # workers log CRITICAL only: a worker that critpath restarts (a cancel, a timeout)
+                # can log its heartbeat cut short as an ERROR with a traceback, and what matters
+                # to the run (a lost worker, a failed service) critpath reports itself
                 cluster = self._stack.enter_context(LocalCluster(
                     n_workers=len(self.threads_per_process), threads_per_worker=self.threads_per_process[0],
-                    processes=True, dashboard_address=None, silence_logs=logging.ERROR,
+                    processes=True, dashboard_address=None, silence_logs=logging.CRITICAL,
                     scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}))
                 # critpath's own workers, on loopback: actor calls (the slots) go to them directly
                 self.client = self._stack.enter_context(Client(cluster, direct_to_workers=True))
