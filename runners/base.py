@@ -112,6 +112,14 @@ class Outcome:
 Done = Callable[["Outcome | BaseException"], None]
 
 
+def job_fields(job: "Job") -> dict:
+    """``job`` as plain data (a dict of its fields): what goes to a worker that unpickles it
+    before ``runners`` is importable there."""
+    import dataclasses
+
+    return {f.name: getattr(job, f.name) for f in dataclasses.fields(job)}
+
+
 class WorkerLost(RuntimeError):
     """The worker running a service died (killed, out of memory, node gone) before
     reporting. Runners translate their engine's own error into this one, so the

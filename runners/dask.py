@@ -53,6 +53,7 @@ from .base import (
     WorkerLost,
     execute,
     first_line,
+    job_fields,
     missing_modules,
     probe,
     shared_env_problem,
@@ -256,7 +257,7 @@ class DaskRunner:
         from distributed import wait
 
         if self._shipped is not None:
-            job = _fields(Job("warm#1", "warm", duration=0.0))
+            job = job_fields(Job("warm#1", "warm", duration=0.0))
             futs = [self.client.submit(_remote("run_job"), {**job, "key": f"warm#{i}"}, *self._shipped, pure=False)
                     for i in range(self.capacity)]
         else:
@@ -335,7 +336,7 @@ class DaskRunner:
             if self._restarting:
                 self._exposed.add(key)
         if self._shipped is not None:  # the job as plain data: unpickled before `runners` is on the path
-            fut = self.client.submit(_remote("run_job"), _fields(job), *self._shipped, key=key, pure=False,
+            fut = self.client.submit(_remote("run_job"), job_fields(job), *self._shipped, key=key, pure=False,
                                      priority=priority, retries=0)
         else:
             fut = self.client.submit(execute, job, key=key, pure=False, priority=priority, retries=0)
@@ -391,9 +392,4 @@ def _remote(name: str):
     """``bootstrap.<name>``, sent by value: it runs where ``runners`` cannot be imported."""
     return bootstrap.detached()[name]
 
-
-def _fields(job: Job) -> dict:
-    import dataclasses
-
-    return {f.name: getattr(job, f.name) for f in dataclasses.fields(job)}
 

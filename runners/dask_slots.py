@@ -30,7 +30,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from .base import Done, Job, RestartedWorkerLost, WorkerLost, first_line
+from .base import Done, Job, RestartedWorkerLost, WorkerLost, first_line, job_fields
 
 #: at most one refill attempt per this many seconds while slots are missing (a worker that
 #: is gone for good must not cost every submit a round trip to the scheduler)
@@ -106,13 +106,11 @@ class Slots:
         return slot
 
     def send(self, slot: Slot, job: Job, done: Done) -> Call:
-        import dataclasses
-
         from distributed.protocol.pickle import dumps
 
         # pickled here, so that a job that cannot be sent fails its service now, as a task would
         try:
-            payload = dumps({f.name: getattr(job, f.name) for f in dataclasses.fields(job)})
+            payload = dumps(job_fields(job))
         except BaseException:
             with self._lock:
                 self._idle.append(slot)
