@@ -24,24 +24,11 @@ from pathlib import Path
 from typing import Iterator
 
 from orchestrator.flows.server import drain
+from orchestrator.flows.settings import FLUSH, server_fixes  # noqa: F401 (FLUSH: the tests' name for it)
 
 ROOT = Path(__file__).resolve().parent.parent
 #: /api/health answers after 10-15 s on a 2-core machine (BASELINES.md); more when loaded
 START_TIMEOUT_S = 120
-
-
-FLUSH = "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL"
-
-
-def server_fixes(env: dict) -> dict:
-    """Prefect 3.8.8's task-run recorder sleeps ``int(flush_interval)`` seconds between
-    flushes: 0.25 becomes ``asyncio.sleep(0)``, a loop that keeps an idle server at
-    ~75% of a core (1.5% with 1 s), a third of this 2-core machine. Whole seconds only."""
-    try:
-        value = float(env.get(FLUSH, "5"))
-    except ValueError:
-        return {}
-    return {FLUSH: "1"} if 0 < value < 1 else {}
 
 
 @dataclass(frozen=True)

@@ -300,9 +300,10 @@ def server_command(state_dir: str, host: str, port: int) -> tuple[list[str], dic
     """The ``prefect server start`` command line and environment for ``critpath server``."""
     home = Path(state_dir, "prefect").absolute()
     home.mkdir(parents=True, exist_ok=True)
-    from .settings import SERVER_DEFAULTS
+    from .settings import SERVER_DEFAULTS, server_fixes
 
     env = {**SERVER_DEFAULTS, **os.environ, "PREFECT_HOME": str(home)}
+    env.update(server_fixes(env))
     env.pop("PREFECT_API_URL", None)
     # the UI asks this address for its data; Prefect's default is port 4200 whatever --port says
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else f"[{host}]" if ":" in host else host

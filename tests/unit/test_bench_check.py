@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.check import broken, missed, warnings
-from benchmarks.server import FLUSH, server_fixes
+from orchestrator.flows.settings import FLUSH, SERVER_DEFAULTS, server_fixes
 
 
 def eff(**kw):
@@ -71,6 +71,19 @@ def test_baseline_problems_are_warnings():
 @pytest.mark.parametrize("value, fixed", [("0.25", {FLUSH: "1"}), ("1", {}), ("5", {}), ("junk", {})])
 def test_recorder_flush_interval_is_whole_seconds(value, fixed):
     assert server_fixes({FLUSH: value}) == fixed
+
+
+def test_servers_critpath_starts_never_busy_loop_on_a_sub_second_flush(monkeypatch, tmp_path):
+    from orchestrator.flows.serving import server_command
+    from orchestrator.flows.settings import prefect_env_defaults
+
+    import os
+
+    assert server_fixes(SERVER_DEFAULTS) == {}  # its own default is whole seconds
+    monkeypatch.setattr(os, "environ", {FLUSH: "0.25"})  # a user's value under a second; nothing leaks
+    assert server_command(str(tmp_path), "127.0.0.1", 4200)[1][FLUSH] == "1"  # ``critpath server``
+    prefect_env_defaults()  # the temporary server a run starts
+    assert os.environ[FLUSH] == "1"
 
 
 def test_cli_rejects_unknown_names_with_the_choices():
