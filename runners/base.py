@@ -40,6 +40,8 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol
 
+from .cpu_share import ACCOUNTANT
+
 
 @dataclass(frozen=True)
 class Job:
@@ -107,6 +109,10 @@ class Outcome:
     #: the failure cannot go away on a retry (the service's module, or one it imports, is missing
     #: on this worker): the dispatcher fails the service at once
     permanent: bool = False
+    #: the body's thread's CPU plus its share of the CPU its process's other threads used while it
+    #: ran (``runners.cpu_share``): where services share a process, the measure that counts the
+    #: threads its libraries start; None where the platform has no per-thread CPU clocks
+    whole_cpu_s: float | None = None
 
 
 Done = Callable[["Outcome | BaseException"], None]
@@ -394,6 +400,8 @@ def execute(job: Job) -> Outcome:
     logs: list = []
     _capture.buffers[me] = logs
     start, cpu0, thread0, wait0 = time.time(), time.process_time(), time.thread_time(), _run_delay()
+    if ACCOUNTANT is not None:
+        ACCOUNTANT.start()
     importing, permanent = False, False
     try:
         if job.call is not None:
@@ -412,6 +420,7 @@ def execute(job: Job) -> Outcome:
             err = missing_module(exc, job.call, err)
     finally:
         end, cpu1, thread1, wait1 = time.time(), time.process_time(), time.thread_time(), _run_delay()
+        extra = None if ACCOUNTANT is None else ACCOUNTANT.stop()
         _capture.buffers.pop(me, None)
     captured = _plain_logs(logs)
     if _secrets:
@@ -419,7 +428,7 @@ def execute(job: Job) -> Outcome:
         err, tb = redact(err), redact(tb)
     return Outcome(job.key, ok, start, end, worker_name(), captured, err, tb, _secret_names,
                    cpu1 - cpu0, thread1 - thread0, None if wait0 is None or wait1 is None else wait1 - wait0,
-                   permanent)
+                   permanent, None if extra is None else thread1 - thread0 + extra)
 
 
 def missing_module(exc: BaseException, call: str | None, error: str) -> str:

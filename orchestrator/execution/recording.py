@@ -16,14 +16,16 @@ _ENDS = {Event.COMPLETE, Event.RETRY, Event.FAIL, Event.CANCEL}
 
 
 #: where a service has a worker process to itself, that process's CPU time is the service's, threads
-#: its libraries start included; where services share a process, only its own thread's is known
+#: its libraries start included; where services share a process, its thread's CPU plus its share of
+#: the process's other threads' (``runners.cpu_share``), or its thread's alone where that is unknown
 OWN_PROCESS = ("processes", "ray")
 
 
 def cpu_seconds(runner: str, outcome) -> float | None:
     if runner in OWN_PROCESS:
         return getattr(outcome, "process_cpu_s", None)
-    return getattr(outcome, "thread_cpu_s", None)
+    whole = getattr(outcome, "whole_cpu_s", None)
+    return whole if whole is not None else getattr(outcome, "thread_cpu_s", None)
 
 
 def gil_seconds(runner: str, outcome) -> float | None:
