@@ -9,6 +9,7 @@ what is incomplete, and that is what the report and the summary must tell.
 """
 from __future__ import annotations
 
+import pytest
 from prefect.settings import PREFECT_SERVER_EVENTS_MAXIMUM_SIZE_BYTES, temporary_settings
 
 from orchestrator.flows.flow import run
@@ -31,10 +32,16 @@ def _graph(error: str) -> Graph:
     ])
 
 
-def test_a_clean_run_has_no_prefect_errors(prefect_server):
+#: a thread of critpath's process, or a process of its own (``flows.recorder_process``): the same
+#: books, the same errors, Prefect's settings of the run (a limit changed for it) the same in both
+WHERE = pytest.mark.parametrize("bookkeeping", ["thread", "process"])
+
+
+@WHERE
+def test_a_clean_run_has_no_prefect_errors(prefect_server, bookkeeping):
     graph = _graph("short")
     with api(prefect_server):
-        report = run(graph, "threads", max_concurrency=2)
+        report = run(graph, "threads", max_concurrency=2, bookkeeping=bookkeeping)
     assert report["prefect_errors"] == []
     assert report["prefect_confirmed"] is True
     assert (report["failed"], report["skipped"]) == (["noisy"], ["after_noisy"])
@@ -45,10 +52,11 @@ def test_a_clean_run_has_no_prefect_errors(prefect_server):
         "extract": "Completed", "load": "Completed", "noisy": "Failed", "after_noisy": "Skipped"}
 
 
-def test_an_event_prefect_refuses_is_in_the_report_and_the_summary(prefect_server):
+@WHERE
+def test_an_event_prefect_refuses_is_in_the_report_and_the_summary(prefect_server, bookkeeping):
     graph = _graph(LONG_ERROR)
     with api(prefect_server), temporary_settings(updates={PREFECT_SERVER_EVENTS_MAXIMUM_SIZE_BYTES: MAX_EVENT_BYTES}):
-        report = run(graph, "threads", max_concurrency=2)
+        report = run(graph, "threads", max_concurrency=2, bookkeeping=bookkeeping)
     # the run itself is reported as it happened
     assert (report["failed"], report["skipped"]) == (["noisy"], ["after_noisy"])
     assert report["services"]["noisy"]["error"] == f"ValueError: {LONG_ERROR}"

@@ -43,7 +43,8 @@ def run(graph: Graph, runner="threads", *, max_concurrency: int | None = None, w
         skip: Iterable[str] = (), history: History | None = None, cpu_aware: bool = False,
         secrets: Iterable[str] = (), log_dir: str | None = None, run_id: str | None = None,
         on_plan: Callable[[Plan], None] | None = None, deadline: Deadline | str | None = None,
-        on_deadline_risk: str | None = None, code=None, shared_pools: bool = False) -> dict:
+        on_deadline_risk: str | None = None, code=None, shared_pools: bool = False,
+        bookkeeping: str = "auto") -> dict:
     """Run ``graph`` and return the report (see ``orchestrator.report``).
 
     ``runner`` is a name (threads, processes, dask, ray) or a runner object the
@@ -62,7 +63,8 @@ def run(graph: Graph, runner="threads", *, max_concurrency: int | None = None, w
     runner ships to its workers; by default, with ``address``, the project's (the current
     folder's); ``False``: nothing shipped. ``shared_pools``: each pool's slots are shared with
     every other refresh on the same Prefect server (``flows.shared_pools``); the report then has
-    ``shared_pools`` (the limits in force) and each service's ``shared_wait_s``.
+    ``shared_pools`` (the limits in force) and each service's ``shared_wait_s``. ``bookkeeping``:
+    where Prefect's bookkeeping runs (``refresh_in_flow``).
     """
     prefect_env_defaults()
     if isinstance(deadline, str):
@@ -117,7 +119,8 @@ def run(graph: Graph, runner="threads", *, max_concurrency: int | None = None, w
 
         def refresh(graph_source: str, runner_name: str, max_concurrency: int, services: int):
             return refresh_in_flow(plan, runner, [*observers, *recording], result, control, secrets=secrets,
-                                   log_dir=log_dir, deadline=watch, shared_pools=shared_limits)
+                                   log_dir=log_dir, deadline=watch, shared_pools=shared_limits,
+                                   bookkeeping=bookkeeping)
 
         refresh_flow = flow(name=flow_name, log_prints=False, persist_result=False,
                             validate_parameters=False)(refresh)
@@ -140,8 +143,11 @@ def run(graph: Graph, runner="threads", *, max_concurrency: int | None = None, w
 
 def refresh_in_flow(plan, runner, observers: Iterable = (), result: dict | None = None,
                     control: RunControl | None = None, secrets: Iterable[str] = (), log_dir: str | None = None,
-                    deadline: DeadlineWatch | None = None, shared_pools: dict[str, int] | None = None):
+                    deadline: DeadlineWatch | None = None, shared_pools: dict[str, int] | None = None,
+                    bookkeeping: str = "auto"):
     """Run ``plan`` inside the current Prefect flow run; the report goes to ``result["report"]``.
+    ``bookkeeping``: where Prefect's bookkeeping runs, ``"thread"``, ``"process"`` or ``"auto"``
+    (a process of its own for a refresh of ``recorder_process.MIN_SERVICES`` services or more).
     ``deadline``: watched while it runs, flagged when at risk (``flows.deadlines``).
     ``shared_pools`` (the limits in force, from ``shared_pools.ensure_limits``): every pooled
     attempt also holds a slot of the pool's Prefect global concurrency limit.
@@ -153,6 +159,7 @@ def refresh_in_flow(plan, runner, observers: Iterable = (), result: dict | None 
     from prefect.states import Cancelled, Failed
 
     from ..execution.dispatcher import Dispatcher
+    from . import recorder_process
     from .deadlines import watcher as deadline_watcher
     from .recorder import PrefectRecorder
 
@@ -162,7 +169,11 @@ def refresh_in_flow(plan, runner, observers: Iterable = (), result: dict | None 
         if isinstance(obs, HistoryObserver):
             obs.flow_run_id = str(flow_run_id)
     with ExitStack() as stack:
-        recorder = stack.enter_context(PrefectRecorder(plan.graph, flow_run_id, log_dir=log_dir))
+        if bookkeeping == "process" or (bookkeeping == "auto" and recorder_process.wanted(plan.graph)):
+            recorder = stack.enter_context(recorder_process.RecorderProcess(plan.graph, flow_run_id, log_dir=log_dir,
+                                                                            secrets=tuple(secrets)))
+        else:
+            recorder = stack.enter_context(PrefectRecorder(plan.graph, flow_run_id, log_dir=log_dir))
         shared = None
         if shared_pools is not None:
             from .shared_pools import PrefectSharedSlots

@@ -32,6 +32,7 @@ import queue
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -62,51 +63,66 @@ def _ts(t: float) -> datetime:
     return datetime.fromtimestamp(t, timezone.utc)
 
 
-class PrefectRecorder:
-    """A dispatcher observer that mirrors its events as Prefect task runs."""
+@dataclass(frozen=True)
+class Books:
+    """What a service's task run records of its declaration: plain data, so that it pickles
+    (``flows.recorder_process``) whatever the service's params hold."""
 
-    def __init__(self, graph: Graph, flow_run_id: uuid.UUID, confirm_timeout: float = CONFIRM_TIMEOUT_S,
+    tags: tuple[str, ...]
+    retries: int
+    retry_delay: float
+    upstream: tuple[str, ...]
+
+
+def books_of(graph: Graph) -> dict[str, Books]:
+    out = {}
+    for name in graph.names:
+        svc = graph.services[name]
+        out[name] = Books(tuple(svc.tags) + ((f"pool:{svc.pool}",) if svc.pool else ()), svc.retries,
+                          float(svc.retry_delay), tuple(graph.names[u] for u in graph.preds[graph.index[name]]))
+    return out
+
+
+class Bookkeeper:
+    """Prefect's side of the recorder: turns the dispatcher's events into task runs, states and
+    log lines. It runs wherever its host puts it: a thread of critpath's process
+    (``PrefectRecorder``) or a process of its own (``flows.recorder_process``)."""
+
+    def __init__(self, books: dict[str, Books], flow_run_id: uuid.UUID, confirm_timeout: float = CONFIRM_TIMEOUT_S,
                  log_dir: str | os.PathLike | None = None, max_log_lines: int = MAX_LOG_LINES):
-        self.graph = graph
+        self.books = books
         self.flow_run_id = flow_run_id
         self.confirm_timeout = confirm_timeout
         self.log_dir = None if log_dir is None else Path(log_dir).absolute()
         self.max_log_lines = max_log_lines
         self.logs_dropped = 0  # lines kept out of Prefect, over all attempts
         # ids are assigned up front so that wait_for can name any upstream
-        self.ids = {n: uuid.uuid4() for n in graph.names}
+        self.ids = {n: uuid.uuid4() for n in books}
         self.task_runs: dict[str, TaskRun] = {}
         self._ready_at: dict[str, float] = {}
         self._last_event: dict[str, Any] = {}
         self._final_sent: set[str] = set()  # services whose final state event went to the events worker
         self._logs = APILogHandler()
-        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._loop,),
-                                        name="critpath-recorder", daemon=True)
         #: what bookkeeping failed, one line each, secrets masked: the report's ``prefect_errors``
         self.errors: list[str] = []
-        self.confirmed: bool | None = None  # set on exit
+        self.confirmed: bool | None = None  # set by ``finish``
         self.recorded_at: float | None = None
         #: why the API no longer answers (``abandon``): nothing more is sent or awaited
         self.unreachable: str | None = None
 
-    # -- observer side (dispatcher thread): never blocks --------------------
-    def on_event(self, kind: Event, run, t: float, **info: Any) -> None:
-        self._inbox.put((kind, run.name, t, run.attempts, run.error, info))
-
-    def __enter__(self):
-        self._thread.start()
-        return self
+    def apply(self, item) -> None:
+        """One event of the dispatcher, ``(kind, name, t, attempts, error, info)``; never raises."""
+        try:
+            self._apply(*item)
+        except Exception as exc:  # bookkeeping must never take the refresh down, nor fail unseen
+            self.error(f"{item[1]} ({item[0]}): {type(exc).__name__}: {exc}")
 
     def abandon(self, why: str) -> None:
-        """The API does not answer (``why``): on exit, wait neither for the events and log
-        lines still queued nor for the server to confirm the final states."""
         self.unreachable = why
-        self._error(why)
+        self.error(why)
 
-    def __exit__(self, *exc):
-        self._inbox.put(None)
-        self._thread.join()
+    def finish(self, drain_timeout: float = 20.0, confirm: bool = True) -> None:
+        """Every event and log line delivered, then the final states confirmed (bounded)."""
         if self.unreachable:
             self.confirmed, self.recorded_at = False, time.time()
             return
@@ -114,12 +130,14 @@ class PrefectRecorder:
         # drain, both workers log "Still processing items: N items remaining..." as a
         # WARNING every 4 s: the progress of this wait, not a problem (their errors still show)
         with quiet("EventsWorker", "APILogWorker"):
-            EventsWorker.drain_all(timeout=20)
-            APILogWorker.drain_all(timeout=20)
-        self.confirmed = self._confirm_persisted(self.confirm_timeout)
+            EventsWorker.drain_all(timeout=drain_timeout)
+            APILogWorker.drain_all(timeout=drain_timeout)
+        self.confirmed = self._confirm_persisted(self.confirm_timeout) if confirm else None
         self.recorded_at = time.time()
 
-    def _error(self, text: str) -> None:
+
+    def error(self, text: str) -> None:
+        """One line of ``errors``: secrets masked, cut to ``MAX_ERROR_CHARS``."""
         text = redact(text) or ""
         self.errors.append(text if len(text) <= MAX_ERROR_CHARS else text[:MAX_ERROR_CHARS - 3] + "...")
 
@@ -169,18 +187,10 @@ class PrefectRecorder:
                         "Prefect has stored %d of %d final task run states after %.0f s; "
                         "the rest may show as still running in the UI", got, want, timeout)
                     stored = "could not be read" if got < 0 else f"{got} of {want} stored"
-                    self._error(f"final task run states not confirmed: {stored} after {timeout:g} s; "
+                    self.error(f"final task run states not confirmed: {stored} after {timeout:g} s; "
                                 f"the rest may show as still running in the UI{failure}")
                     return False
                 time.sleep(0.1)  # bounded wait for a server we do not control; not on the critical path
-
-    # -- recorder thread ----------------------------------------------------
-    def _loop(self) -> None:
-        while (item := self._inbox.get()) is not None:
-            try:
-                self._apply(*item)
-            except Exception as exc:  # bookkeeping must never take the refresh down, nor fail unseen
-                self._error(f"{item[1]} ({item[0]}): {type(exc).__name__}: {exc}")
 
     def _apply(self, kind, name, t, attempt, error, info) -> None:
         if kind == Event.READY:
@@ -220,16 +230,14 @@ class PrefectRecorder:
                                                    message=f"skipped: upstream {upstream!r} failed"))
 
     def _create(self, name: str, t: float, first: states.State) -> None:
-        svc = self.graph.services[name]
-        ups = self.graph.preds[self.graph.index[name]]
+        svc = self.books[name]
         created = _ts(t)
-        tags = list(svc.tags) + ([f"pool:{svc.pool}"] if svc.pool else [])
         self.task_runs[name] = TaskRun(
             id=self.ids[name], name=name, flow_run_id=self.flow_run_id,
             task_key=f"critpath.{name}", dynamic_key="0",
             empirical_policy=TaskRunPolicy(retries=svc.retries, retry_delay=int(svc.retry_delay)),
-            tags=tags,
-            task_inputs={"wait_for": [TaskRunResult(id=self.ids[self.graph.names[u]]) for u in ups]},
+            tags=list(svc.tags),
+            task_inputs={"wait_for": [TaskRunResult(id=self.ids[u]) for u in svc.upstream]},
             expected_start_time=created, state=None, created=created,
         )
         self._set(name, first, initial=True)
@@ -304,3 +312,42 @@ class PrefectRecorder:
         record.task_run_id = self.ids[name]
         record.task_run_name = name
         self._logs.handle(record)
+
+
+class PrefectRecorder:
+    """A dispatcher observer that mirrors its events as Prefect task runs, from a thread of
+    critpath's own process (``Bookkeeper`` does the work)."""
+
+    def __init__(self, graph: Graph, flow_run_id: uuid.UUID, confirm_timeout: float = CONFIRM_TIMEOUT_S,
+                 log_dir: str | os.PathLike | None = None, max_log_lines: int = MAX_LOG_LINES):
+        self.keeper = Bookkeeper(books_of(graph), flow_run_id, confirm_timeout, log_dir, max_log_lines)
+        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._loop,),
+                                        name="critpath-recorder", daemon=True)
+
+    errors = property(lambda self: self.keeper.errors)
+    confirmed = property(lambda self: self.keeper.confirmed)
+    recorded_at = property(lambda self: self.keeper.recorded_at)
+    unreachable = property(lambda self: self.keeper.unreachable)
+
+    # -- observer side (dispatcher thread): never blocks --------------------
+    def on_event(self, kind: Event, run, t: float, **info: Any) -> None:
+        self._inbox.put((kind, run.name, t, run.attempts, run.error, info))
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def abandon(self, why: str) -> None:
+        """The API does not answer (``why``): on exit, wait neither for the events and log
+        lines still queued nor for the server to confirm the final states."""
+        self.keeper.abandon(why)
+
+    def __exit__(self, *exc):
+        self._inbox.put(None)
+        self._thread.join()
+        self.keeper.finish()
+
+    def _loop(self) -> None:
+        while (item := self._inbox.get()) is not None:
+            self.keeper.apply(item)

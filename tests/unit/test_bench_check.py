@@ -74,10 +74,10 @@ def test_recorder_flush_interval_is_whole_seconds(value, fixed):
 
 
 def test_servers_critpath_starts_never_busy_loop_on_a_sub_second_flush(monkeypatch, tmp_path):
+    import os
+
     from orchestrator.flows.serving import server_command
     from orchestrator.flows.settings import prefect_env_defaults
-
-    import os
 
     assert server_fixes(SERVER_DEFAULTS) == {}  # its own default is whole seconds
     monkeypatch.setattr(os, "environ", {FLUSH: "0.25"})  # a user's value under a second; nothing leaks
