@@ -83,3 +83,43 @@ def test_kill_9_of_critpath_ends_its_bookkeeping_process(prefect_server, tmp_pat
         cli.proc.wait(30)
     # its stdin closes with critpath: it delivers what it has (a few seconds at most) and exits
     wait_until(lambda: _gone(keepers), EXIT_BOUND_S, "the bookkeeping process to end after critpath's kill -9")
+
+
+def test_a_folded_dispatch_still_gives_prefect_the_running_start(prefect_server):
+    """When the process falls behind, a first attempt's Running state travels inside its final
+    state's event: the task run is still Completed, with its start time and one run."""
+    import time
+
+    from prefect import flow
+    from prefect.context import FlowRunContext
+
+    from orchestrator.execution.events import Event
+    from orchestrator.flows.recorder import Bookkeeper, books_of
+    from orchestrator.planning.graph import Graph
+    from orchestrator.planning.model import Service
+    from runners.base import Outcome
+    from tests.prefect_fixtures import api
+
+    graph = Graph([Service("quick", duration=0.01), Service("after", after=("quick",), duration=0.01)])
+    t0 = time.time()
+    ids = {}
+
+    @flow(name="critpath-folding", persist_result=False)
+    def books():
+        keeper = Bookkeeper(books_of(graph), FlowRunContext.get().flow_run.id)
+        for name, at in (("quick", t0), ("after", t0 + 1)):
+            out = Outcome(f"{name}#1", True, at + 0.1, at + 0.5, "here")
+            keeper.apply((Event.DISPATCH, name, at, 1, None, {}), announce=name != "quick")
+            keeper.apply((Event.COMPLETE, name, at + 0.6, 1, None, {"outcome": out}))
+        keeper.finish()
+        ids["flow_run"] = str(FlowRunContext.get().flow_run.id)
+        return keeper.errors, keeper.confirmed
+
+    with api(prefect_server):
+        errors, confirmed = books()
+    assert (errors, confirmed) == ([], True)
+    rb = readback(prefect_server, ids["flow_run"], graph.names)
+    for name in graph.names:  # folded or not, Prefect holds the same record
+        tr = rb.task_runs[name]
+        assert (tr.state.name, tr.run_count) == ("Completed", 1), name
+        assert tr.start_time is not None and tr.end_time > tr.start_time, name

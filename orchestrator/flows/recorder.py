@@ -110,10 +110,12 @@ class Bookkeeper:
         #: why the API no longer answers (``abandon``): nothing more is sent or awaited
         self.unreachable: str | None = None
 
-    def apply(self, item) -> None:
-        """One event of the dispatcher, ``(kind, name, t, attempts, error, info)``; never raises."""
+    def apply(self, item, announce: bool = True) -> None:
+        """One event of the dispatcher, ``(kind, name, t, attempts, error, info)``; never raises.
+        ``announce=False`` on a first dispatch: the task run is made Running here but not sent,
+        as its final state is already known (``recorder_process.folded``): one event for both."""
         try:
-            self._apply(*item)
+            self._apply(*item, announce=announce)
         except Exception as exc:  # bookkeeping must never take the refresh down, nor fail unseen
             self.error(f"{item[1]} ({item[0]}): {type(exc).__name__}: {exc}")
 
@@ -192,7 +194,7 @@ class Bookkeeper:
                     return False
                 time.sleep(0.1)  # bounded wait for a server we do not control; not on the critical path
 
-    def _apply(self, kind, name, t, attempt, error, info) -> None:
+    def _apply(self, kind, name, t, attempt, error, info, announce: bool = True) -> None:
         if kind == Event.READY:
             self._ready_at.setdefault(name, t)
             return
@@ -203,7 +205,7 @@ class Bookkeeper:
             else:
                 # created straight into Running: a separate Pending event would cost the
                 # server a third write per service for a state that lasted microseconds
-                self._create(name, self._ready_at.get(name, t), running)
+                self._create(name, self._ready_at.get(name, t), running, emit=announce)
             return
         outcome = info.get("outcome")
         if outcome is not None and not isinstance(outcome, BaseException):
@@ -229,7 +231,7 @@ class Bookkeeper:
             self._create(name, t, states.Cancelled(name="Skipped", timestamp=_ts(t),
                                                    message=f"skipped: upstream {upstream!r} failed"))
 
-    def _create(self, name: str, t: float, first: states.State) -> None:
+    def _create(self, name: str, t: float, first: states.State, emit: bool = True) -> None:
         svc = self.books[name]
         created = _ts(t)
         self.task_runs[name] = TaskRun(
@@ -240,9 +242,9 @@ class Bookkeeper:
             task_inputs={"wait_for": [TaskRunResult(id=self.ids[u]) for u in svc.upstream]},
             expected_start_time=created, state=None, created=created,
         )
-        self._set(name, first, initial=True)
+        self._set(name, first, initial=True, emit=emit)
 
-    def _set(self, name: str, new: states.State, initial: bool = False) -> None:
+    def _set(self, name: str, new: states.State, initial: bool = False, emit: bool = True) -> None:
         """What Prefect's task engine does in ``set_state``, with our timestamps."""
         tr = self.task_runs[name]
         last = None if initial else tr.state
@@ -258,6 +260,8 @@ class Bookkeeper:
             tr.start_time = tr.start_time or new.timestamp
         if new.is_final():
             tr.end_time = new.timestamp
+        if not emit:  # the next state's event carries this one as its initial state
+            return
         event = emit_task_run_state_change_event(
             task_run=tr, initial_state=last, validated_state=new, follows=self._last_event.get(name))
         if event is None:  # Prefect logged why (an event it refuses to build raises instead)

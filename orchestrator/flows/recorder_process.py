@@ -211,26 +211,60 @@ def _flow_run_context(flow_run_id: uuid.UUID, keeper: Bookkeeper):
     return FlowRunContext.model_construct(flow_run=flow_run)
 
 
-def _serve(inp, keeper: Bookkeeper, result_out) -> None:
-    from runners.base import register_secrets_named
+_FINAL = (Event.COMPLETE, Event.FAIL, Event.CANCEL)
 
-    ended = False
+
+def folded(batch: list) -> list[tuple[Any, bool]]:
+    """The messages of ``batch`` (read together: the child was behind), each with whether to
+    announce it. A first attempt's dispatch whose end is in the same batch is not announced: its
+    Running state goes to Prefect inside the final state's event (as its initial state, with the
+    start time and run count on the task run), one event for the two. A child that keeps up
+    reads one message at a time and announces every state as it happens; one that falls behind
+    sends the server half the events for short services, which is what lets it catch up."""
+    ends = {m[1][1] for m in batch if m[0] == "event" and m[1][0] in _FINAL and m[1][3] == 1}
+    return [(m, not (m[0] == "event" and m[1][0] == Event.DISPATCH and m[1][3] == 1 and m[1][1] in ends))
+            for m in batch]
+
+
+def _reader(inp, inbox: queue.SimpleQueue) -> None:
+    """Every message from critpath into ``inbox``; None when critpath is gone (or after the end)."""
     while True:
         try:
             msg = pickle.load(inp)
-        except (EOFError, pickle.UnpicklingError, OSError):
-            break  # critpath is gone
-        if msg[0] == "event":
-            outcome = msg[1][5].get("outcome")
-            names = getattr(outcome, "secret_names", ())
-            if names:
-                register_secrets_named(names)
-            keeper.apply(msg[1])
-        elif msg[0] == "abandon":
-            keeper.abandon(msg[1])
-        elif msg[0] == "end":
-            ended = True
-            break
+        except Exception:  # end of file (critpath is gone), or a truncated write as it died
+            inbox.put(None)
+            return
+        inbox.put(msg)
+        if msg[0] == "end":
+            return
+
+
+def _serve(inp, keeper: Bookkeeper, result_out) -> None:
+    from runners.base import register_secrets_named
+
+    inbox: queue.SimpleQueue = queue.SimpleQueue()
+    threading.Thread(target=_reader, args=(inp, inbox), name="critpath-recorder-read", daemon=True).start()
+    ended = gone = False
+    while not (ended or gone):
+        batch = [inbox.get()]
+        while True:  # whatever else has arrived meanwhile
+            try:
+                batch.append(inbox.get_nowait())
+            except queue.Empty:
+                break
+        if None in batch:
+            gone = True
+            batch = batch[:batch.index(None)]
+        for msg, announce in folded(batch):
+            if msg[0] == "event":
+                names = getattr(msg[1][5].get("outcome"), "secret_names", ())
+                if names:
+                    register_secrets_named(names)
+                keeper.apply(msg[1], announce=announce)
+            elif msg[0] == "abandon":
+                keeper.abandon(msg[1])
+            elif msg[0] == "end":
+                ended = True
     if not ended:  # nobody waits for a confirmation: deliver what there is, briefly, and go
         keeper.finish(drain_timeout=ORPHAN_DRAIN_S, confirm=False)
         os._exit(0)
