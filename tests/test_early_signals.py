@@ -12,6 +12,21 @@ import pytest
 from tests.helpers.processes import cli_env
 
 
+def _only_pythons_own_frames(err: str) -> bool:
+    """A KeyboardInterrupt traceback whose every frame is Python's frozen start-up machinery."""
+    frames = [ln for ln in err.splitlines() if ln.lstrip().startswith("File ")]
+    return (err.startswith("Traceback") and err.rstrip().endswith("KeyboardInterrupt") and bool(frames)
+            and all(ln.lstrip().startswith('File "<frozen ') for ln in frames))
+
+
+def test_the_start_up_exception_is_narrow():
+    own = ('Traceback (most recent call last):\n  File "<frozen runpy>", line 189, in _run_module_as_main\n'
+           '  File "<frozen runpy>", line 112, in _get_module_details\nKeyboardInterrupt\n')
+    assert _only_pythons_own_frames(own)
+    ours = own.replace('  File "<frozen runpy>", line 112', '  File "/x/orchestrator/entry.py", line 3')
+    assert not _only_pythons_own_frames(ours)
+
+
 @pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 @pytest.mark.parametrize("after", [0.02, 0.05, 0.1, 0.15, 0.3])
 def test_a_signal_during_start_up_is_a_quiet_exit(tmp_path, sig, status, after):
@@ -20,9 +35,10 @@ def test_a_signal_during_start_up_is_a_quiet_exit(tmp_path, sig, status, after):
     time.sleep(after)  # when to send the signal, not an assertion on time
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
-    if err.startswith("Fatal Python error: init_import_site"):
-        # the signal came while the interpreter itself was starting (its site module), before any
-        # line of critpath ran: Python's own report, which no program can prevent
+    if err.startswith("Fatal Python error: init_import_site") or _only_pythons_own_frames(err):
+        # the signal came while the interpreter itself was starting (its site module, or runpy
+        # finding ``orchestrator.__main__``), before any line of critpath ran: Python's own
+        # report, which no program can prevent
         return
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     # the command may have finished first (a one-line error, status 2), or the signal may have come
