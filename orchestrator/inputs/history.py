@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from ..planning.destretch import Span, alone_times
+from ..planning.destretch import Span, alone_times, overlap, saturated_windows
 from ..planning.errors import CritpathError
 from ..planning.estimates import Observed
 
@@ -194,7 +194,7 @@ class History:
         """The successful attempts of each service, oldest first, as the planner reads them: each
         with the time it would have taken alone (``planning.destretch``), its wall time beside it."""
         rows = self.rows()  # a run's other services are needed to see what it shared
-        alone = _alone(rows)
+        alone, lock_wait = _alone(rows)
         wanted = None if services is None else set(services)
         out: dict[str, list[Observed]] = {}
         for k, r in enumerate(rows):
@@ -204,7 +204,9 @@ class History:
             wall = max(0.0, r["end"] - r["start"])
             overhead = None
             if r["dispatched"] is not None and r["finished"] is not None:
-                overhead = max(0.0, (r["finished"] - r["dispatched"]) - wall)
+                # less the lock waits around it: a thread that must take a saturated lock to start
+                # (or to report) waits like the service did, and would be counted twice too
+                overhead = max(0.0, (r["finished"] - r["dispatched"]) - wall - lock_wait[k])
             out.setdefault(r["service"], []).append(
                 Observed(alone[k], r["runner"], r["cpu_s"], r["gil_s"], overhead, wall))
         return out
@@ -214,10 +216,12 @@ class History:
         return self.open()._db.execute("SELECT COUNT(DISTINCT run_id) FROM attempts").fetchone()[0]
 
 
-def _alone(rows: list[dict]) -> list[float]:
+def _alone(rows: list[dict]) -> tuple[list[float], list[float]]:
     """Each row's time alone: its wall time less its measured wait for a CPU, and where services
     shared a process (threads, Dask; the rows with ``gil_s``) less its inferred wait for that
-    process's interpreter lock, from the other attempts of its run in the same process."""
+    process's interpreter lock, from the other attempts of its run in the same process. Beside
+    it, the seconds of its runner overhead (dispatch to start, end to completion seen) during
+    which that lock was saturated: waits for the lock too."""
     out = []
     for r in rows:
         wall = max(0.0, (r["end"] or 0.0) - (r["start"] or 0.0)) if r["start"] is not None else 0.0
@@ -228,11 +232,18 @@ def _alone(rows: list[dict]) -> list[float]:
         # one lock: right on threads, the only runner that recorded gil_s then
         if r["gil_s"] is not None and r["start"] is not None and r["end"] is not None:
             by_lock.setdefault((r["run_id"], r["process"]), []).append(k)
+    lock_wait = [0.0] * len(rows)
     for ks in by_lock.values():
         spans = [Span(rows[k]["start"], rows[k]["end"], rows[k]["gil_s"], rows[k]["cpu_wait_s"] or 0.0) for k in ks]
         for k, t in zip(ks, alone_times(spans, 1.0), strict=True):
             out[k] = t
-    return out
+        windows = saturated_windows(spans, 1.0)
+        for k in ks:
+            r = rows[k]
+            if windows and r["dispatched"] is not None and r["finished"] is not None:
+                lock_wait[k] = (overlap(windows, min(r["dispatched"], r["start"]), r["start"])
+                                + overlap(windows, r["end"], max(r["end"], r["finished"])))
+    return out, lock_wait
 
 
 def _q(column: str) -> str:

@@ -41,29 +41,48 @@ class Span:
     cpu_wait_s: float = 0.0  # seconds it waited for a CPU core (measured): off its time alone, but lock use
 
 
+def _rates(spans: Sequence[Span]) -> list[float]:
+    wall = [max(0.0, s.end - s.start) for s in spans]
+    return [min(1.0, (s.cpu_s + (s.cpu_wait_s or 0.0)) / wall[j]) if s.cpu_s is not None and wall[j] > 0 else 0.0
+            for j, s in enumerate(spans)]
+
+
+def saturated_windows(spans: Sequence[Span], capacity: float = 1.0) -> list[tuple[float, float]]:
+    """The stretches of time during which ``spans`` saturated the resource (see the module
+    docstring), in order."""
+    rate = _rates(spans)
+    points = sorted({t for s in spans for t in (s.start, s.end)})
+    out: list[tuple[float, float]] = []
+    for a, b in zip(points, points[1:], strict=False):
+        mid = (a + b) / 2
+        users = [j for j, s in enumerate(spans) if s.start <= mid < s.end and rate[j] >= USING]
+        # waiting needs someone to wait for: one service alone on the lock waited for nobody
+        if len(users) >= 2 and sum(rate[j] for j in users) >= SATURATED * capacity:
+            if out and out[-1][1] == a:
+                out[-1] = (out[-1][0], b)
+            else:
+                out.append((a, b))
+    return out
+
+
+def overlap(windows: Sequence[tuple[float, float]], start: float, end: float) -> float:
+    """Seconds of [start, end) inside ``windows``."""
+    return sum(max(0.0, min(end, b) - max(start, a)) for a, b in windows)
+
+
 def alone_times(spans: Sequence[Span], capacity: float = 1.0) -> list[float]:
     """Each span's time without its waits: the CPU waits it measured, and the waits for a resource
     of ``capacity`` that ``spans`` shared, inferred from how saturated it was while the span ran."""
     wall = [max(0.0, s.end - s.start) for s in spans]
     own = [max(0.0, wall[j] - (s.cpu_wait_s or 0.0)) for j, s in enumerate(spans)]  # minus CPU waits
-    rate = [min(1.0, (s.cpu_s + (s.cpu_wait_s or 0.0)) / wall[j]) if s.cpu_s is not None and wall[j] > 0 else 0.0
-            for j, s in enumerate(spans)]
-    points = sorted({t for s in spans for t in (s.start, s.end)})
-    saturated = [0.0] * len(spans)  # wall seconds of each span during which the resource was saturated
-    for a, b in zip(points, points[1:], strict=False):
-        mid = (a + b) / 2
-        active = [j for j, s in enumerate(spans) if s.start <= mid < s.end]
-        users = [j for j in active if rate[j] >= USING]
-        # waiting needs someone to wait for: one service alone on the lock waited for nobody
-        if len(users) >= 2 and sum(rate[j] for j in users) >= SATURATED * capacity:
-            for j in active:
-                saturated[j] += b - a
+    rate = _rates(spans)
+    windows = saturated_windows(spans, capacity)
     out = []
     for j, s in enumerate(spans):
         if rate[j] < USING or wall[j] <= 0:
             out.append(own[j])
             continue
         # of its own time, the saturated share not spent holding the resource was spent waiting for it
-        share = saturated[j] / wall[j]
+        share = overlap(windows, s.start, s.end) / wall[j]
         out.append(max(0.0, own[j] - share * (own[j] - (s.cpu_s or 0.0))))
     return out

@@ -142,3 +142,22 @@ def test_a_lock_saturated_on_a_loaded_machine_is_read_as_saturated():
     from orchestrator.planning.destretch import Span, alone_times
 
     assert alone_times([Span(0.0, 1.57, 0.2, 0.45)] * 4) == pytest.approx([0.2] * 4)
+
+
+def test_the_runner_overhead_loses_the_lock_waits_around_it(tmp_path):
+    """Threads at 8: w0-w6 start at once and saturate the lock from 0.0 to 3.5 s; w7 was
+    dispatched at 0.0 but its thread could start only at 0.3 s (it had to take the lock), and its
+    end at 3.5 s was seen at 3.52 s, once the lock was free. The 0.3 s before its start was a wait
+    for the lock, not the runner's overhead; the 0.02 s after its end stands. Alone, at
+    concurrency 1, no such wait comes back, so the model must not learn it as overhead."""
+    with History(tmp_path) as h:
+        for i in range(7):
+            h.record(AttemptRow(service=f"w{i}", run_id="warm", runner="threads", attempt=1, outcome="completed",
+                                start=0.0, end=3.5, dispatched=0.0, finished=3.5, cpu_s=0.5, gil_s=0.5,
+                                cpu_wait_s=0.0, process="h:1"))
+        h.record(AttemptRow(service="w7", run_id="warm", runner="threads", attempt=1, outcome="completed",
+                            start=0.3, end=3.5, dispatched=0.0, finished=3.52, cpu_s=0.5, gil_s=0.5,
+                            cpu_wait_s=0.0, process="h:1"))
+        observed = h.observed()
+    assert observed["w7"][0].overhead_s == pytest.approx(0.02)
+    assert observed["w0"][0].overhead_s == pytest.approx(0.0)
