@@ -124,7 +124,10 @@ def test_two_refreshes_never_exceed_the_shared_limit_and_the_later_one_says_it_w
     assert ra["shared_pools"] == rb["shared_pools"] == {"wh": 2}
     pooled = [(s["start"], s["end"]) for r in (ra, rb) for s in r["services"].values()]
     assert len(pooled) == 6 and _most_at_once(pooled) <= 2
-    assert ra["shared_wait_s"] == 0
+    # the first refresh took both slots before the second asked: its holders never waited. Its
+    # first_c may: once a slot is given back, the second refresh, asking every 0.1-2 s, can take it
+    # before first_c asks (seen in CI); who gets a freed slot first is not a promise
+    assert ra["services"]["first_a"]["shared_wait_s"] == ra["services"]["first_b"]["shared_wait_s"] == 0
     assert rb["shared_wait_s"] > 0 and rb["services"]["second_a"]["shared_wait_s"] > 0
     assert "SHARED POOLS cost time (wh = 2)" in b.stdout, b.stdout
     assert "Traceback" not in a.stderr + b.stderr
