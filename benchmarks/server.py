@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Iterator
 
 from orchestrator.flows.server import drain
-from orchestrator.flows.settings import FLUSH, server_fixes  # noqa: F401 (FLUSH: the tests' name for it)
+from orchestrator.flows.settings import server_fixes
 
 ROOT = Path(__file__).resolve().parent.parent
 #: /api/health answers after 10-15 s on a 2-core machine (BASELINES.md); more when loaded

@@ -6,13 +6,14 @@ threads and Dask.)"""
 from __future__ import annotations
 
 import signal
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
 
 from orchestrator.flows.recorder_process import MIN_SERVICES
 from tests.helpers.graphs import FAULTS
-from tests.helpers.processes import Cli, read_pid, wait_until
+from tests.helpers.processes import Cli, gone, read_pid, wait_until
 from tests.helpers.projects import graph_file, last_report
 from tests.prefect_fixtures import readback
 
@@ -44,22 +45,22 @@ def _children(pid: int) -> list[psutil.Process]:
 
 
 def _gone(procs: list[psutil.Process]) -> bool:
-    for p in procs:
-        try:
-            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
-                return False
-        except psutil.NoSuchProcess:
-            pass
-    return True
+    return all(gone(p.pid) for p in procs)
 
 
-def test_ctrl_c_to_the_group_is_recorded_as_cancelled_and_the_process_ends(prefect_server, tmp_path):
-    pidfile = _large_project(tmp_path)
-    with Cli("run", "--graph", "g.json", "--runner", "threads", "--workers", "4", cwd=tmp_path,
-             api_url=prefect_server) as cli:
+@contextmanager
+def _large_refresh(folder: Path, api_url: str):
+    """``critpath run`` of ``_large_project`` with ``long`` started: (its Cli, its bookkeeping process)."""
+    pidfile = _large_project(folder)
+    with Cli("run", "--graph", "g.json", "--runner", "threads", "--workers", "4", cwd=folder, api_url=api_url) as cli:
         read_pid(pidfile)
         keepers = _children(cli.proc.pid)
         assert len(keepers) == 1, "a refresh this large keeps its books in a process of its own"
+        yield cli, keepers
+
+
+def test_ctrl_c_to_the_group_is_recorded_as_cancelled_and_the_process_ends(prefect_server, tmp_path):
+    with _large_refresh(tmp_path, prefect_server) as (cli, keepers):
         cli.signal_group(signal.SIGINT)  # the child gets it too, and must stay to record the cancel
         code = cli.wait(EXIT_BOUND_S)
     assert code == 130, f"exit status {code} (None: still running)\n{cli.stdout}{cli.stderr}"
@@ -73,12 +74,7 @@ def test_ctrl_c_to_the_group_is_recorded_as_cancelled_and_the_process_ends(prefe
 
 
 def test_kill_9_of_critpath_ends_its_bookkeeping_process(prefect_server, tmp_path):
-    pidfile = _large_project(tmp_path)
-    with Cli("run", "--graph", "g.json", "--runner", "threads", "--workers", "4", cwd=tmp_path,
-             api_url=prefect_server) as cli:
-        read_pid(pidfile)
-        keepers = _children(cli.proc.pid)
-        assert len(keepers) == 1
+    with _large_refresh(tmp_path, prefect_server) as (cli, keepers):
         cli.proc.kill()
         cli.proc.wait(30)
     # its stdin closes with critpath: it delivers what it has (a few seconds at most) and exits

@@ -137,7 +137,6 @@ class Bookkeeper:
         self.confirmed = self._confirm_persisted(self.confirm_timeout) if confirm else None
         self.recorded_at = time.time()
 
-
     def error(self, text: str) -> None:
         """One line of ``errors``: secrets masked, cut to ``MAX_ERROR_CHARS``."""
         text = redact(text) or ""

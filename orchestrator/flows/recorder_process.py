@@ -36,6 +36,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from runners.base import register_secrets_named, secret_names
+
 from ..execution.events import Event
 from ..planning.graph import Graph
 from .recorder import CONFIRM_TIMEOUT_S, MAX_LOG_LINES, Bookkeeper, Books, books_of
@@ -100,8 +102,6 @@ class RecorderProcess:
     def __init__(self, graph: Graph, flow_run_id: uuid.UUID, confirm_timeout: float = CONFIRM_TIMEOUT_S,
                  log_dir: str | os.PathLike | None = None, max_log_lines: int = MAX_LOG_LINES,
                  secrets: tuple[str, ...] = ()):
-        from runners.base import secret_names
-
         self._start = Start(books_of(graph), flow_run_id, confirm_timeout, None if log_dir is None else str(log_dir),
                             max_log_lines, tuple(dict.fromkeys((*secrets, *secret_names()))))
         self._outbox: queue.SimpleQueue = queue.SimpleQueue()
@@ -132,16 +132,11 @@ class RecorderProcess:
         pipe = self._proc.stdin
         try:
             pickle.dump(self._start, pipe)
-            while (msg := self._outbox.get()) is not None:
-                pickle.dump(msg, pipe)
-                while True:  # what else is queued goes in the same write
-                    try:
-                        msg = self._outbox.get_nowait()
-                    except queue.Empty:
-                        break
-                    if msg is None:
-                        pipe.flush()
-                        return
+            done = False
+            while not done:
+                batch = _take_all(self._outbox)  # what is queued goes in one write
+                done = None in batch
+                for msg in batch[:batch.index(None)] if done else batch:
                     pickle.dump(msg, pipe)
                 pipe.flush()
         except Exception as exc:  # the child is gone (its exit status says more at the end), or a value would not pickle
@@ -182,8 +177,6 @@ def main() -> None:
         pass
     result_out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything printed goes where critpath's own output goes, never into the result
-    from runners.base import register_secrets_named
-
     inp = sys.stdin.buffer
     start: Start = pickle.load(inp)
     register_secrets_named(start.secret_names)
@@ -239,19 +232,22 @@ def _reader(inp, inbox: queue.SimpleQueue) -> None:
             return
 
 
-def _serve(inp, keeper: Bookkeeper, result_out) -> None:
-    from runners.base import register_secrets_named
+def _take_all(q: queue.SimpleQueue) -> list:
+    """The next item of ``q`` (waiting for it), and every item that arrived before it was read."""
+    batch = [q.get()]
+    while True:
+        try:
+            batch.append(q.get_nowait())
+        except queue.Empty:
+            return batch
 
+
+def _serve(inp, keeper: Bookkeeper, result_out) -> None:
     inbox: queue.SimpleQueue = queue.SimpleQueue()
     threading.Thread(target=_reader, args=(inp, inbox), name="critpath-recorder-read", daemon=True).start()
     ended = gone = False
     while not (ended or gone):
-        batch = [inbox.get()]
-        while True:  # whatever else has arrived meanwhile
-            try:
-                batch.append(inbox.get_nowait())
-            except queue.Empty:
-                break
+        batch = _take_all(inbox)
         if None in batch:
             gone = True
             batch = batch[:batch.index(None)]
