@@ -128,10 +128,10 @@ def _serve(project: Path, url: str, *args: str) -> Cli:
 def _stop(cli: Cli) -> int:
     """Ctrl-C to serve's process group; its exit status."""
     cli.signal_group(signal.SIGINT)
-    code = cli.wait(90)
+    code = cli.wait(150)
     if code is None:
         cli.kill()
-        pytest.fail("critpath serve did not stop within 90 s of Ctrl-C; its output:\n"
+        pytest.fail("critpath serve did not stop within 150 s of Ctrl-C; its output:\n"
                     + (cli.stdout + cli.stderr)[-3000:])
     return code
 
@@ -305,7 +305,8 @@ def test_a_refresh_slower_than_its_interval_never_overlaps_and_ctrl_c_leaves_not
     assert len(ran) >= 2 and done
     assert max_overlap([(r.start_time.timestamp(), (r.end_time or r.start_time).timestamp()) for r in ran]) == 1
     states = {r.state.type.value for r in runs}
-    assert states <= {"COMPLETED", "CANCELLED"}, [(r.name, r.state.name) for r in runs]  # none waiting or running
+    assert states <= {"COMPLETED", "CANCELLED"}, (  # none waiting or running
+        [(r.name, r.state.name, r.state.timestamp) for r in runs], output[-3000:])
     assert any(r.state.type.value == "CANCELLED" and r.start_time is not None for r in runs)  # the one in flight
     with _client(events_server) as client:
         deployment = client.read_deployment(runs[0].deployment_id)
@@ -350,3 +351,34 @@ def test_with_skip_events_that_collide_are_cancelled_and_followed_up_once(prefec
     assert _ran(url, follow_up, {"transform", "check", "publish"})
     assert max_overlap([(r.start_time.timestamp(), r.end_time.timestamp()) for r in by_state["COMPLETED"]]) == 1
     wait_until(lambda: not _left_in(tmp_path), 60, "every process serve started to end")
+
+
+def test_a_run_whose_process_ended_without_a_final_state_is_cancelled_when_serve_stops(prefect_server, tmp_path):
+    """A refresh killed outright (or started just as the runner stopped) never reports its end;
+    left Running, it would hold the deployment's only slot. Here such a run is made by hand:
+    Running on the server, with no process behind it."""
+    import datetime
+
+    from prefect.states import Running, Scheduled
+
+    graph_file(tmp_path, GRAPH)
+    cli = _serve(tmp_path, prefect_server, "--name", "orphaned")
+    with cli:
+        try:
+            with _client(prefect_server) as client:
+                deployment = client.read_deployment_by_name("critpath-refresh/orphaned")
+                orphan = client.create_flow_run_from_deployment(deployment.id, state=Running())
+                # and one waiting (an hour from now, so the runner leaves it), which stopping deletes
+                later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
+                client.create_flow_run_from_deployment(deployment.id, state=Scheduled(scheduled_time=later))
+        finally:
+            code = _stop(cli)
+    output = cli.stdout + cli.stderr
+    assert code in (0, 130), output
+    assert "Traceback" not in output, output[-3000:]
+    wait_until(lambda: not _left_in(tmp_path), 60, "every process serve started to end")
+    runs = _runs(prefect_server, "orphaned")
+    assert [(r.id, r.state.type.value) for r in runs] == [(orphan.id, "CANCELLED")], \
+        ([(r.name, r.state.name) for r in runs], output[-3000:])
+    assert "without reporting a final state" in runs[0].state.message
+    assert orphan.name in output and "removed 1 run(s)" in output, output[-3000:]

@@ -173,6 +173,46 @@ def _deadline(given: str | None, margin_s: float):
         return None
 
 
+def end_children(grace_s: float) -> int:
+    """SIGTERM to this process's children still running (a refresh cancels itself on it and
+    ends ``Cancelled``), then, after ``grace_s`` seconds, SIGKILL to what is left of them and
+    their descendants; returns how many there were. Polls rather than waits: waiting would
+    reap children from under asyncio's own watcher."""
+    import time
+
+    import psutil
+
+    children = [c for c in psutil.Process().children() if _alive(c)]
+    if not children:
+        return 0
+    family = {c.pid: c for c in children}
+    for child in children:
+        try:
+            family.update((d.pid, d) for d in child.children(recursive=True))
+            child.terminate()
+        except psutil.Error:
+            pass
+    end = time.monotonic() + grace_s
+    while time.monotonic() < end and any(_alive(c) for c in children):
+        time.sleep(0.2)
+    for p in family.values():
+        if _alive(p):
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+    return len(children)
+
+
+def _alive(p) -> bool:
+    import psutil
+
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def serve_forever(name: str, cron: str | None, interval: float | None, parameters: dict,
                   timezone: str | None = None, collision: str = "queue", debounce: float = 2.0) -> int:
     """Serve until Ctrl-C; returns the exit status.
@@ -201,8 +241,8 @@ def serve_forever(name: str, cron: str | None, interval: float | None, parameter
     except KeyboardInterrupt:
         signal.signal(signal.SIGTERM, previous)
         child.send_signal(signal.SIGTERM)
-        try:
-            child.wait(60)
+        try:  # the child's stop is bounded (runner, its processes, the sweep): about 90 s at worst
+            child.wait(120)
         except subprocess.TimeoutExpired:
             os.killpg(child.pid, signal.SIGKILL)
         except KeyboardInterrupt:  # a second Ctrl-C: stop now
@@ -244,7 +284,7 @@ def _serve_in_this_process(name: str, cron: str | None, interval: float | None, 
     from prefect.deployments.runner import EntrypointType
     from prefect.runner import Runner
 
-    from .triggers import deployment_options, remove_waiting, stand_down
+    from .triggers import deployment_options, end_orphans, remove_waiting, stand_down
 
     runner = Runner(name=name, pause_on_shutdown=False)
     scheduled = cron is not None or interval is not None
@@ -275,15 +315,21 @@ def _serve_in_this_process(name: str, cron: str | None, interval: float | None, 
             problem = exc
         await runner.astop()
         try:
-            await asyncio.wait_for(started, 60)
+            await asyncio.wait_for(started, 30)
         except (asyncio.TimeoutError, asyncio.CancelledError):
             pass
+        # a refresh the runner started as it stopped is not among those it cancelled
+        await asyncio.to_thread(end_children, 20.0)
+        removed, orphans = 0, []
         try:
-            if problem is None:
-                async with get_client() as client:
-                    removed = await remove_waiting(client, deployment_id)
+            async with get_client() as client:
+                removed = await remove_waiting(client, deployment_id)
+                orphans = await end_orphans(client, deployment_id)
         except Exception as exc:
-            problem = exc
+            problem = problem or exc
+        if orphans:
+            print(f"critpath: {len(orphans)} refresh(es) had ended without a final state; marked Cancelled: "
+                  + ", ".join(orphans), flush=True)
         if problem is not None:
             print(f"critpath: could not stand the deployment 'critpath-refresh/{name}' down "
                   f"({type(problem).__name__}: {str(problem).splitlines()[0] if str(problem) else ''}); "

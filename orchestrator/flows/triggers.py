@@ -25,7 +25,9 @@ runs due a second later (``wake_waiting``), so a follow-up does not sit idle mea
 
 Stopping ``serve`` stands the deployment down (``stand_down``): its schedule is paused,
 its trigger's automations are disabled and the runs waiting for it are deleted, so
-nothing fires at a server nobody serves; serving again re-applies all three.
+nothing fires at a server nobody serves; serving again re-applies all three. A run whose
+process ended without a final state (``end_orphans``) is ended ``Cancelled`` then, so that
+it does not hold the deployment's slot.
 """
 from __future__ import annotations
 
@@ -182,6 +184,22 @@ async def remove_waiting(client, deployment_id: UUID) -> int:
         removed += len(page)
         if len(page) < _PAGE:
             return removed
+
+
+async def end_orphans(client, deployment_id: UUID) -> list[str]:
+    """Ends ``Cancelled`` the deployment's runs that started and never reached a final state,
+    once serve's runner and every process it started are gone (their process was killed, or
+    started just as the runner stopped and was never cancelled by it); returns their names.
+    Left ``Running``, such a run would keep the deployment's only slot."""
+    from prefect.states import Cancelled
+
+    ended = []
+    for run in await client.read_flow_runs(**_runs_query(deployment_id, ("PENDING", "RUNNING", "CANCELLING"))):
+        state = Cancelled(message="critpath serve stopped while this refresh ran; its process ended "
+                                  "without reporting a final state")
+        await client.set_flow_run_state(run.id, state, force=True)
+        ended.append(run.name)
+    return ended
 
 
 def emit(names: Iterable[str], source: str = "critpath emit") -> list[str]:
