@@ -38,6 +38,8 @@ APP = "critpath-history"
 VERSION = "1"
 DEFAULT_KEEP_RUNS = 50
 FILENAME = "history.sqlite"
+#: how long an open waits for another process setting the file up before it gives up
+LOCKED_WAIT_S = 60.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -96,6 +98,10 @@ def _not_ours(path: Path, why: str) -> CritpathError:
                          f"(mv {path} {path}.bak) and critpath starts a new one")
 
 
+def _locked(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
 class History:
     """The history store of one state folder. A context manager; also usable without one."""
 
@@ -109,6 +115,24 @@ class History:
         if self._db is not None:
             return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Two runs that open a new file at once race to set it up (WAL mode, the tables), and
+        # SQLite answers some of those conflicts "database is locked" at once, without waiting
+        # for its busy timeout: such an open starts again, a little later.
+        deadline, pause = time.monotonic() + LOCKED_WAIT_S, 0.02
+        while True:
+            try:
+                return self._open()
+            except sqlite3.OperationalError as exc:
+                if not _locked(exc):
+                    raise _not_ours(self.path, str(exc)) from None
+                if time.monotonic() >= deadline:
+                    raise CritpathError(
+                        f"history file {str(self.path)!r} stayed locked for {LOCKED_WAIT_S:g} s ({exc}); another "
+                        "process holds it: let it finish, or give this run its own state folder") from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.5)
+
+    def _open(self) -> "History":
         try:
             # the dispatcher's thread writes, the CLI's reads: one connection, never used at once
             db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
@@ -137,6 +161,8 @@ class History:
                                     f"{self.path}.bak) and critpath starts a new one")
         except sqlite3.DatabaseError as exc:  # "file is not a database", a corrupt page
             db.close()
+            if isinstance(exc, sqlite3.OperationalError) and _locked(exc):
+                raise  # open() tries again
             raise _not_ours(self.path, str(exc)) from None
         except BaseException:
             db.close()

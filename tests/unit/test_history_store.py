@@ -99,3 +99,29 @@ def test_only_the_last_runs_of_each_service_are_kept(tmp_path):
         kept = [(r["service"], r["run_id"]) for r in h.rows()]
     assert [run for s, run in kept if s == "a"] == ["run3", "run4", "run5"]
     assert len([s for s, _ in kept if s == "b"]) == 6  # not pruned: not asked
+
+
+def test_a_file_locked_while_another_run_sets_it_up_is_opened_once_free_never_called_foreign(tmp_path, monkeypatch):
+    """SQLite answers some races between two runs setting a new file up with "database is
+    locked" at once, past its busy timeout (seen in CI: the second of two runs was told the
+    file was not critpath's). Such an open starts again; a lock that never ends is said as one."""
+    import orchestrator.inputs.history as history
+
+    real, calls = History._open, []
+
+    def locked_twice(self):
+        calls.append(1)
+        if len(calls) <= 2:
+            raise sqlite3.OperationalError("database is locked")
+        return real(self)
+
+    monkeypatch.setattr(History, "_open", locked_twice)
+    with History(tmp_path) as h:
+        assert h.rows() == [] and len(calls) == 3
+
+    monkeypatch.setattr(history, "LOCKED_WAIT_S", 0.2)
+    monkeypatch.setattr(History, "_open", lambda self: (_ for _ in ()).throw(sqlite3.OperationalError("database is locked")))
+    with pytest.raises(CritpathError) as err:
+        History(tmp_path / "other").open()
+    assert "stayed locked" in str(err.value) and "not critpath's" not in str(err.value)
+    assert str(tmp_path / "other") in str(err.value)
