@@ -113,7 +113,7 @@ class Bookkeeper:
     def apply(self, item, announce: bool = True) -> None:
         """One event of the dispatcher, ``(kind, name, t, attempts, error, info)``; never raises.
         ``announce=False`` on a first dispatch: the task run is made Running here but not sent,
-        as its final state is already known (``recorder_process.folded``): one event for both."""
+        as its final state is already known (``recorder_process.Held``): one event for both."""
         try:
             self._apply(*item, announce=announce)
         except Exception as exc:  # bookkeeping must never take the refresh down, nor fail unseen

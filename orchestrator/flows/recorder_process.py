@@ -19,6 +19,9 @@ the cancelled states. It ends when critpath says so, or when its stdin closes: c
 gone (killed, crashed), and the child then delivers what it has, bounded by a few seconds, and
 exits. Its stdout carries only the result; Prefect's own output goes to stderr, as before.
 
+A first attempt's Running state waits ``HOLD_S`` before the child sends it (``Held``): a short
+service that ends meanwhile costs the server one event, not two.
+
 Protocol (pickles on stdin): the start (``Start``), then ``("event", item)``,
 ``("abandon", why)`` and ``("end",)``; on stdout, after the end, one ``Result``.
 """
@@ -47,6 +50,10 @@ from .recorder import CONFIRM_TIMEOUT_S, MAX_LOG_LINES, Bookkeeper, Books, books
 MIN_SERVICES = 100
 #: the child's niceness: on a busy machine the services and the dispatcher come first
 NICE = 10
+#: how long a first attempt's Running state waits for its end, to travel in one event with it
+#: (``Held``); most short services end within it. Read as the process starts
+#: (``benchmarks.short_ab`` sets it to compare)
+HOLD_S = 0.25
 #: how long, after critpath vanished, the child may spend delivering what it has
 ORPHAN_DRAIN_S = 3.0
 #: the end of a run waits at most this long for the child's result (its own waits are bounded
@@ -66,6 +73,7 @@ class Start:
     log_dir: str | None
     max_log_lines: int
     secret_names: tuple[str, ...] = ()
+    hold_s: float = 0.25
 
 
 @dataclass
@@ -103,7 +111,7 @@ class RecorderProcess:
                  log_dir: str | os.PathLike | None = None, max_log_lines: int = MAX_LOG_LINES,
                  secrets: tuple[str, ...] = ()):
         self._start = Start(books_of(graph), flow_run_id, confirm_timeout, None if log_dir is None else str(log_dir),
-                            max_log_lines, tuple(dict.fromkeys((*secrets, *secret_names()))))
+                            max_log_lines, tuple(dict.fromkeys((*secrets, *secret_names()))), HOLD_S)
         self._outbox: queue.SimpleQueue = queue.SimpleQueue()
         self._feeder = threading.Thread(target=self._feed, name="critpath-recorder-feed", daemon=True)
         self._proc: subprocess.Popen | None = None
@@ -182,7 +190,7 @@ def main() -> None:
     register_secrets_named(start.secret_names)
     keeper = Bookkeeper(start.books, start.flow_run_id, start.confirm_timeout, start.log_dir, start.max_log_lines)
     with _flow_run_context(start.flow_run_id, keeper):
-        _serve(inp, keeper, result_out)
+        _serve(inp, keeper, result_out, start.hold_s)
 
 
 def _flow_run_context(flow_run_id: uuid.UUID, keeper: Bookkeeper):
@@ -207,16 +215,45 @@ def _flow_run_context(flow_run_id: uuid.UUID, keeper: Bookkeeper):
 _FINAL = (Event.COMPLETE, Event.FAIL, Event.CANCEL)
 
 
-def folded(batch: list) -> list[tuple[Any, bool]]:
-    """The messages of ``batch`` (read together: the child was behind), each with whether to
-    announce it. A first attempt's dispatch whose end is in the same batch is not announced: its
-    Running state goes to Prefect inside the final state's event (as its initial state, with the
-    start time and run count on the task run), one event for the two. A child that keeps up
-    reads one message at a time and announces every state as it happens; one that falls behind
-    sends the server half the events for short services, which is what lets it catch up."""
-    ends = {m[1][1] for m in batch if m[0] == "event" and m[1][0] in _FINAL and m[1][3] == 1}
-    return [(m, not (m[0] == "event" and m[1][0] == Event.DISPATCH and m[1][3] == 1 and m[1][1] in ends))
-            for m in batch]
+class Held:
+    """A first attempt's Running state waits ``hold_s`` before it is announced. A service that
+    ends meanwhile goes to Prefect as one event, its final state's (the Running state inside it
+    as the initial state, with the start time and run count on the task run), instead of two.
+    On short services that halves the events the server must store while the refresh runs
+    (README, "Short services"); a longer service shows Running in the UI ``hold_s`` late.
+    Everything else passes at once, in order: a held dispatch goes out before any later state
+    of its service, and every held one before the end (or an abandon)."""
+
+    def __init__(self, hold_s: float):
+        self.hold_s = hold_s
+        self._held: dict[str, tuple[Any, float]] = {}  # service -> (its dispatch, when it is due)
+
+    def take(self, msg, now: float) -> list[tuple[Any, bool]]:
+        """What to apply now for ``msg``: (message, announce) pairs."""
+        if msg[0] != "event":
+            return [*self.flush(), (msg, True)]
+        kind, name, attempt = msg[1][0], msg[1][1], msg[1][3]
+        if kind == Event.DISPATCH and attempt == 1:
+            self._held[name] = (msg, now + self.hold_s)
+            return []
+        if name not in self._held:
+            return [(msg, True)]
+        dispatch, _ = self._held.pop(name)
+        return [(dispatch, not (kind in _FINAL and attempt == 1)), (msg, True)]
+
+    def due(self, now: float) -> list[tuple[Any, bool]]:
+        """The held dispatches whose time is up, announced."""
+        out = [name for name, (_, at) in self._held.items() if at <= now]
+        return [(self._held.pop(name)[0], True) for name in out]
+
+    def flush(self) -> list[tuple[Any, bool]]:
+        out = [(msg, True) for msg, _ in self._held.values()]
+        self._held.clear()
+        return out
+
+    def wait_s(self, now: float) -> float | None:
+        """How long until the next held dispatch is due; None with nothing held."""
+        return max(0.0, min(at for _, at in self._held.values()) - now) if self._held else None
 
 
 def _reader(inp, inbox: queue.SimpleQueue) -> None:
@@ -232,9 +269,13 @@ def _reader(inp, inbox: queue.SimpleQueue) -> None:
             return
 
 
-def _take_all(q: queue.SimpleQueue) -> list:
-    """The next item of ``q`` (waiting for it), and every item that arrived before it was read."""
-    batch = [q.get()]
+def _take_all(q: queue.SimpleQueue, timeout: float | None = None) -> list:
+    """The next item of ``q`` (waiting for it, at most ``timeout`` seconds: then none), and every
+    item that arrived before it was read."""
+    try:
+        batch = [q.get(timeout=timeout)]
+    except queue.Empty:
+        return []
     while True:
         try:
             batch.append(q.get_nowait())
@@ -242,22 +283,25 @@ def _take_all(q: queue.SimpleQueue) -> list:
             return batch
 
 
-def _serve(inp, keeper: Bookkeeper, result_out) -> None:
+def _serve(inp, keeper: Bookkeeper, result_out, hold_s: float = HOLD_S) -> None:
     inbox: queue.SimpleQueue = queue.SimpleQueue()
     threading.Thread(target=_reader, args=(inp, inbox), name="critpath-recorder-read", daemon=True).start()
     ended = gone = False
+    held = Held(hold_s)
     while not (ended or gone):
-        batch = _take_all(inbox)
+        batch = _take_all(inbox, held.wait_s(time.monotonic()))
         if None in batch:
             gone = True
-            batch = batch[:batch.index(None)]
-        for msg, announce in folded(batch):
+            batch = [*batch[:batch.index(None)], ("abandon", None)]  # what is held goes out too
+        now = time.monotonic()
+        todo = [pair for msg in batch for pair in held.take(msg, now)] + held.due(now)
+        for msg, announce in todo:
             if msg[0] == "event":
                 names = getattr(msg[1][5].get("outcome"), "secret_names", ())
                 if names:
                     register_secrets_named(names)
                 keeper.apply(msg[1], announce=announce)
-            elif msg[0] == "abandon":
+            elif msg[0] == "abandon" and msg[1] is not None:
                 keeper.abandon(msg[1])
             elif msg[0] == "end":
                 ended = True
