@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from ..planning.destretch import Span, alone_times, overlap, saturated_windows
+from ..planning.destretch import Span, destretch, overlap
 from ..planning.errors import CritpathError
 from ..planning.estimates import Observed
 
@@ -261,9 +261,10 @@ def _alone(rows: list[dict]) -> tuple[list[float], list[float]]:
     lock_wait = [0.0] * len(rows)
     for ks in by_lock.values():
         spans = [Span(rows[k]["start"], rows[k]["end"], rows[k]["gil_s"], rows[k]["cpu_wait_s"] or 0.0) for k in ks]
-        for k, t in zip(ks, alone_times(spans, 1.0), strict=True):
+        found = destretch(spans, 1.0)
+        for k, t in zip(ks, found.alone, strict=True):
             out[k] = t
-        windows = saturated_windows(spans, 1.0)
+        windows = found.windows
         for k in ks:
             r = rows[k]
             if windows and r["dispatched"] is not None and r["finished"] is not None:

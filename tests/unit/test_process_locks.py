@@ -161,3 +161,20 @@ def test_the_runner_overhead_loses_the_lock_waits_around_it(tmp_path):
         observed = h.observed()
     assert observed["w7"][0].overhead_s == pytest.approx(0.02)
     assert observed["w0"][0].overhead_s == pytest.approx(0.0)
+
+
+def test_the_tail_of_a_fan_out_reads_as_saturated_too():
+    """Threads at 8, as recorded (history of `work_fanout`, 2026-12-07): eight services of 0.5 s of
+    lock each, started together, ending from 3.16 s to 4.04 s as the lock's share of each grew.
+    Averaged over their spans they used about 1/7 of the lock each; in the tail two or three
+    shared it, each at a half or a third, yet their averages added up to a quarter, and the tail
+    read as free: the last ones read back 0.8-1.0 s alone. Each took 0.5 s alone (measured at
+    concurrency 1 the same hour: 0.502-0.509 s)."""
+    from orchestrator.planning.destretch import Span, alone_times
+
+    ends = (3.16, 3.17, 3.19, 3.45, 3.78, 3.87, 3.91, 4.04)
+    alone = alone_times([Span(0.0, end, 0.5, 0.08) for end in ends])
+    assert alone == pytest.approx([0.5] * 8, abs=0.05)
+    # a lone service after them, and a sleeper beside them, keep their time
+    alone = alone_times([*(Span(0.0, end, 0.5, 0.0) for end in ends), Span(5.0, 5.6, 0.5), Span(0.0, 4.0, 0.01)])
+    assert alone[8:] == pytest.approx([0.6, 4.0])
