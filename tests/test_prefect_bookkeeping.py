@@ -84,3 +84,25 @@ def test_the_summary_reads_reports_from_before_prefect_errors():
     assert summary(report).splitlines()[-1] == (
         "PREFECT bookkeeping failed for 2 item(s), so the Prefect UI may not match this report; "
         "first: a (complete): RuntimeError: one")
+
+
+def test_no_bookkeeping_process_to_be_had_keeps_the_books_on_a_thread(prefect_server, monkeypatch, caplog):
+    """When the system will not start another process (a process limit: EAGAIN), a large refresh
+    keeps its books on a thread, as a small one does, and says so in a warning; nothing is lost."""
+    import errno
+    import logging
+
+    from orchestrator.flows import recorder_process
+
+    def refused(*args, **kwargs):
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(recorder_process.subprocess, "Popen", refused)
+    graph = _graph("short")
+    with api(prefect_server), caplog.at_level(logging.WARNING, logger="critpath"):
+        report = run(graph, "threads", max_concurrency=2, bookkeeping="process")
+    assert report["prefect_errors"] == [] and report["prefect_confirmed"] is True
+    assert any("could not start the Prefect bookkeeping process (BlockingIOError" in r.getMessage() for r in caplog.records)
+    rb = readback(prefect_server, report["flow_run_id"], graph.names)
+    assert {n: tr.state.name for n, tr in rb.task_runs.items()} == {
+        "extract": "Completed", "load": "Completed", "noisy": "Failed", "after_noisy": "Skipped"}

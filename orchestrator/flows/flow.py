@@ -169,10 +169,16 @@ def refresh_in_flow(plan, runner, observers: Iterable = (), result: dict | None 
         if isinstance(obs, HistoryObserver):
             obs.flow_run_id = str(flow_run_id)
     with ExitStack() as stack:
+        recorder = None
         if bookkeeping == "process" or (bookkeeping == "auto" and recorder_process.wanted(plan.graph)):
-            recorder = stack.enter_context(recorder_process.RecorderProcess(plan.graph, flow_run_id, log_dir=log_dir,
-                                                                            secrets=tuple(secrets)))
-        else:
+            try:
+                recorder = stack.enter_context(recorder_process.RecorderProcess(
+                    plan.graph, flow_run_id, log_dir=log_dir, secrets=tuple(secrets)))
+            except OSError as exc:  # no process to be had (a process limit, memory): the books stay here
+                logging.getLogger("critpath").warning(
+                    f"critpath: could not start the Prefect bookkeeping process ({type(exc).__name__}: {exc}); "
+                    "keeping the books on a thread of this process instead")
+        if recorder is None:
             recorder = stack.enter_context(PrefectRecorder(plan.graph, flow_run_id, log_dir=log_dir))
         shared = None
         if shared_pools is not None:
