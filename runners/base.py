@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol
 
 from .cpu_share import ACCOUNTANT
+from .lock_probe import PROBE
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,9 @@ class Outcome:
     #: ran (``runners.cpu_share``): where services share a process, the measure that counts the
     #: threads its libraries start; None where the platform has no per-thread CPU clocks
     whole_cpu_s: float | None = None
+    #: of ``thread_cpu_s``, the seconds the body's thread ran native code without its process's
+    #: interpreter lock (DuckDB, Arrow), as ``runners.lock_probe`` samples it; None where unknown
+    native_cpu_s: float | None = None
 
 
 Done = Callable[["Outcome | BaseException"], None]
@@ -402,6 +406,8 @@ def execute(job: Job) -> Outcome:
     start, cpu0, thread0, wait0 = time.time(), time.process_time(), time.thread_time(), _run_delay()
     if ACCOUNTANT is not None:
         ACCOUNTANT.start()
+    if PROBE is not None:
+        PROBE.start()
     importing, permanent = False, False
     try:
         if job.call is not None:
@@ -421,6 +427,7 @@ def execute(job: Job) -> Outcome:
     finally:
         end, cpu1, thread1, wait1 = time.time(), time.process_time(), time.thread_time(), _run_delay()
         extra = None if ACCOUNTANT is None else ACCOUNTANT.stop()
+        native = None if PROBE is None else PROBE.stop()
         _capture.buffers.pop(me, None)
     captured = _plain_logs(logs)
     if _secrets:
@@ -428,7 +435,8 @@ def execute(job: Job) -> Outcome:
         err, tb = redact(err), redact(tb)
     return Outcome(job.key, ok, start, end, worker_name(), captured, err, tb, _secret_names,
                    cpu1 - cpu0, thread1 - thread0, None if wait0 is None or wait1 is None else wait1 - wait0,
-                   permanent, None if extra is None else thread1 - thread0 + extra)
+                   permanent, None if extra is None else thread1 - thread0 + extra,
+                   None if native is None else min(native, thread1 - thread0))
 
 
 def missing_module(exc: BaseException, call: str | None, error: str) -> str:

@@ -30,10 +30,19 @@ def cpu_seconds(runner: str, outcome) -> float | None:
 
 def gil_seconds(runner: str, outcome) -> float | None:
     """Where services share a process (threads, a Dask worker's threads), the time a service held
-    that process's interpreter lock, taken as its own thread's CPU time: Python code runs only
-    holding it. An over-count for a library that computes on the calling thread with the lock
-    released (DuckDB); nothing cheaper measures the lock itself."""
-    return None if runner in OWN_PROCESS else getattr(outcome, "thread_cpu_s", None)
+    that process's interpreter lock: its own thread's CPU time (Python code runs only holding it)
+    less what that thread ran natively without it (DuckDB, Arrow: ``runners.lock_probe``)."""
+    if runner in OWN_PROCESS:
+        return None
+    thread = getattr(outcome, "thread_cpu_s", None)
+    native = getattr(outcome, "native_cpu_s", None)
+    return thread if thread is None or native is None else max(0.0, thread - native)
+
+
+def native_seconds(runner: str, outcome) -> float | None:
+    """Where services share a process: its thread's CPU that ran without the lock (``gil_seconds``
+    is the rest)."""
+    return None if runner in OWN_PROCESS else getattr(outcome, "native_cpu_s", None)
 
 
 def process_of(worker: str | None) -> str | None:
@@ -76,7 +85,7 @@ class HistoryObserver:
             dispatched=run.dispatched, finished=run.finished if kind != Event.CANCEL else t,
             cpu_s=cpu_seconds(self.runner, outcome),
             gil_s=gil_seconds(self.runner, outcome), cpu_wait_s=getattr(outcome, "cpu_wait_s", None),
-            process=process_of(last.worker if last else None),
+            process=process_of(last.worker if last else None), native_s=native_seconds(self.runner, outcome),
             flow_run_id=self.flow_run_id, cores=self.cores, max_concurrency=self.max_concurrency,
             pools=self.pools))
         self.services.add(run.name)

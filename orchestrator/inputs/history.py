@@ -62,14 +62,15 @@ CREATE TABLE IF NOT EXISTS attempts (
     gil_s REAL,
     cpu_wait_s REAL,
     process TEXT,
+    native_s REAL,
     recorded_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS attempts_by_service ON attempts (service, id);
 """
 COLUMNS = ("service", "run_id", "flow_run_id", "runner", "cores", "max_concurrency", "pools", "attempt",
-           "outcome", "start", "end", "dispatched", "finished", "cpu_s", "gil_s", "cpu_wait_s", "process")
+           "outcome", "start", "end", "dispatched", "finished", "cpu_s", "gil_s", "cpu_wait_s", "process", "native_s")
 #: columns added since version 1's first files, with their types: added to an older file when it is opened
-ADDED = {"cpu_wait_s": "REAL", "process": "TEXT"}
+ADDED = {"cpu_wait_s": "REAL", "process": "TEXT", "native_s": "REAL"}
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,8 @@ class AttemptRow:
     gil_s: float | None = None
     cpu_wait_s: float | None = None
     process: str | None = None  # host:pid of the worker process that ran it
+    #: where services share a process: its thread's CPU that ran without the lock (``gil_s`` is the rest)
+    native_s: float | None = None
     flow_run_id: str | None = None
     cores: float | None = None
     max_concurrency: int | None = None
@@ -260,7 +263,8 @@ def _alone(rows: list[dict]) -> tuple[list[float], list[float]]:
             by_lock.setdefault((r["run_id"], r["process"]), []).append(k)
     lock_wait = [0.0] * len(rows)
     for ks in by_lock.values():
-        spans = [Span(rows[k]["start"], rows[k]["end"], rows[k]["gil_s"], rows[k]["cpu_wait_s"] or 0.0) for k in ks]
+        spans = [Span(rows[k]["start"], rows[k]["end"], rows[k]["gil_s"], rows[k]["cpu_wait_s"] or 0.0,
+                      rows[k]["native_s"] or 0.0) for k in ks]
         found = destretch(spans, 1.0)
         for k, t in zip(ks, found.alone, strict=True):
             out[k] = t

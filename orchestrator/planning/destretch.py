@@ -39,6 +39,8 @@ class Span:
     end: float
     cpu_s: float | None  # seconds holding the resource; None: unknown (taken as not using it)
     cpu_wait_s: float = 0.0  # seconds it waited for a CPU core (measured): off its time alone, but lock use
+    #: seconds its thread ran without the resource (native code, the lock released): progress, not use
+    native_s: float = 0.0
 
 
 def _average_rates(spans: Sequence[Span]) -> list[float]:
@@ -72,12 +74,14 @@ def _alone(spans: Sequence[Span], rate: Sequence[float], users: Sequence[bool], 
             out.append(own)
             continue
         # Outside the saturated windows its time stands, and it used the resource at its rate
-        # there; inside them, it was either holding the resource or waiting for it, so what it
-        # held there (the rest of what it held) is what that stretch takes alone.
+        # there; inside them, it was holding the resource, running without it (native code) or
+        # waiting for it, so what it held there (the rest of what it held) and its share of its
+        # native time are what that stretch takes alone.
         inside = overlap(windows, s.start, s.end)
         outside = wall - inside
         held_outside = min(s.cpu_s or 0.0, rate[j] * outside)
-        out.append(outside * own / wall + max(0.0, (s.cpu_s or 0.0) - held_outside))
+        native_inside = (s.native_s or 0.0) * inside / wall
+        out.append(min(own, outside * own / wall + max(0.0, (s.cpu_s or 0.0) - held_outside) + native_inside))
     return out
 
 

@@ -178,3 +178,13 @@ def test_the_tail_of_a_fan_out_reads_as_saturated_too():
     # a lone service after them, and a sleeper beside them, keep their time
     alone = alone_times([*(Span(0.0, end, 0.5, 0.0) for end in ends), Span(5.0, 5.6, 0.5), Span(0.0, 4.0, 0.01)])
     assert alone[8:] == pytest.approx([0.6, 4.0])
+
+
+def test_native_time_inside_a_saturated_lock_is_progress_not_waiting():
+    """A DuckDB-like service held the lock 0.2 s and computed 0.8 s without it, beside a Python
+    service that held it throughout the same 2 s: alone it takes its 0.2 s on the lock and its
+    0.8 s of native work, not 0.2 s."""
+    from orchestrator.planning.destretch import Span, alone_times
+
+    alone = alone_times([Span(0.0, 2.0, 0.2, 0.0, 0.8), Span(0.0, 2.0, 1.6)])
+    assert alone == pytest.approx([1.0, 1.6])
