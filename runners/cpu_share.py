@@ -66,12 +66,14 @@ class Accountant:
         return 0.0 if body is None else body.extra
 
 
-def _accountant() -> Accountant | None:
+def per_thread_clocks() -> bool:
+    """Whether this platform gives each thread a CPU clock that other threads can read."""
     try:
         time.pthread_getcpuclockid(threading.get_ident())
-    except (AttributeError, OSError):  # not on this platform: the thread's own CPU is all there is
-        return None
-    return Accountant()
+    except (AttributeError, OSError):
+        return False
+    return True
 
 
-ACCOUNTANT = _accountant()
+# not on such a platform: the thread's own CPU is all there is
+ACCOUNTANT = Accountant() if per_thread_clocks() else None

@@ -26,6 +26,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+from .cpu_share import per_thread_clocks
+
 EVERY_S = 0.005
 SPIN_S = 50e-6
 
@@ -95,12 +97,5 @@ class LockProbe:
             body.last = t1
 
 
-def _probe() -> LockProbe | None:
-    try:
-        time.pthread_getcpuclockid(threading.get_ident())
-    except (AttributeError, OSError):  # no per-thread CPU clocks here: thread CPU is all there is
-        return None
-    return LockProbe()
-
-
-PROBE = _probe()
+# no per-thread CPU clocks here: thread CPU is all there is
+PROBE = LockProbe() if per_thread_clocks() else None

@@ -73,7 +73,7 @@ class Start:
     log_dir: str | None
     max_log_lines: int
     secret_names: tuple[str, ...] = ()
-    hold_s: float = 0.25
+    hold_s: float = HOLD_S
 
 
 @dataclass

@@ -125,9 +125,7 @@ class History:
         while True:
             try:
                 return self._open()
-            except sqlite3.OperationalError as exc:
-                if not _locked(exc):
-                    raise _not_ours(self.path, str(exc)) from None
+            except sqlite3.OperationalError as exc:  # ``_open`` lets only a lock through
                 if time.monotonic() >= deadline:
                     raise CritpathError(
                         f"history file {str(self.path)!r} stayed locked for {LOCKED_WAIT_S:g} s ({exc}); another "

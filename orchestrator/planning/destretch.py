@@ -43,9 +43,14 @@ class Span:
     native_s: float = 0.0
 
 
+def _use(s: Span) -> float:
+    """Its seconds on the resource: holding it, or holding it while waiting for a CPU."""
+    return s.cpu_s + (s.cpu_wait_s or 0.0)
+
+
 def _average_rates(spans: Sequence[Span]) -> list[float]:
     wall = [max(0.0, s.end - s.start) for s in spans]
-    return [min(1.0, (s.cpu_s + (s.cpu_wait_s or 0.0)) / wall[j]) if s.cpu_s is not None and wall[j] > 0 else 0.0
+    return [min(1.0, _use(s) / wall[j]) if s.cpu_s is not None and wall[j] > 0 else 0.0
             for j, s in enumerate(spans)]
 
 
@@ -110,7 +115,7 @@ def destretch(spans: Sequence[Span], capacity: float = 1.0) -> Destretched:
     windows = _windows(spans, rate, users, capacity)
     alone = _alone(spans, rate, users, windows)
     for _ in range(ROUNDS):
-        grown = [max(rate[j], min(1.0, (s.cpu_s + (s.cpu_wait_s or 0.0)) / alone[j]))
+        grown = [max(rate[j], min(1.0, _use(s) / alone[j]))
                  if users[j] and alone[j] > 0 else rate[j] for j, s in enumerate(spans)]
         if all(abs(a - b) < 1e-9 for a, b in zip(grown, rate, strict=True)):
             break
@@ -118,12 +123,6 @@ def destretch(spans: Sequence[Span], capacity: float = 1.0) -> Destretched:
         windows = _windows(spans, rate, users, capacity)
         alone = _alone(spans, rate, users, windows)
     return Destretched(alone, windows)
-
-
-def saturated_windows(spans: Sequence[Span], capacity: float = 1.0) -> list[tuple[float, float]]:
-    """The stretches of time during which ``spans`` saturated the resource (see the module
-    docstring), in order."""
-    return destretch(spans, capacity).windows
 
 
 def overlap(windows: Sequence[tuple[float, float]], start: float, end: float) -> float:
