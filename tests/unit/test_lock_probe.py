@@ -1,9 +1,8 @@
 """The lock probe (``runners.lock_probe``): a thread's CPU that ran without the interpreter lock.
-Python code holds the lock; hashlib on a large buffer computes with it released, as DuckDB does.
-The bounds are wide: the probe samples moments, and what is asserted is which side of half."""
+Python code holds the lock whenever it runs; the sampler's arithmetic is checked on a body whose
+clock is set by the test."""
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 
@@ -18,17 +17,10 @@ def _python(seconds: float) -> None:
         pass
 
 
-def _native(seconds: float) -> None:
-    data = b"x" * (64 << 20)
-    stop = time.thread_time() + seconds
-    while time.thread_time() < stop:
-        hashlib.sha256(data).digest()
-
-
-@pytest.mark.parametrize("body, native", [(_python, False), (_native, True)])
-def test_the_probe_tells_python_from_native_code(body, native):
-    """The body runs on a thread of its own; this thread samples it, as the probe's sampler does
-    (here already on a core, so that its wake-up cannot take the body's core on a busy machine)."""
+def test_python_code_reads_as_holding_the_lock():
+    """A body running Python code holds the lock whenever it runs, so while the sampler (here
+    this thread, already on a core) holds it, the body's clock does not move: it reads as almost
+    no native time. (Load on the machine can only lower the share read.)"""
     probe = LockProbe()
     probe._sampler = threading.current_thread()  # no sampler thread of its own: this test samples
     result = {}
@@ -36,20 +28,41 @@ def test_the_probe_tells_python_from_native_code(body, native):
     def run():
         probe.start()
         t0 = time.thread_time()
-        body(0.5)
+        _python(0.5)
         result["used"] = time.thread_time() - t0
         result["native"] = probe.stop()
 
     worker = threading.Thread(target=run)
     worker.start()
     while worker.is_alive():
-        time.sleep(0.003)  # lets a Python body take the lock between samples
+        time.sleep(0.003)  # lets the body take the lock between samples
         probe.sample()
     worker.join()
-    share = result["native"] / result["used"]
-    # (on a machine whose cores are all taken by other work the body is often off a core while
-    # sampled, and native code is under-read: README, "Predicting the run")
-    assert (share > 0.3) if native else (share < 0.2), share
+    assert result["native"] / result["used"] < 0.2
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.5, 1.0])
+def test_a_sample_credits_the_share_of_the_spin_the_body_s_clock_moved(rate):
+    """The arithmetic, on a body whose clock moves at ``rate`` of the wall clock while the sampler
+    holds the lock (1.0: native code on a core of its own; 0.0: waiting for the lock). How much
+    native code really runs on a core during a spin depends on the machine's load, so real
+    native code is not asserted here: a DuckDB query read 87% native on a quiet machine, and
+    under full load native time is under-read (README, "Predicting the run")."""
+    from runners.lock_probe import _Body
+
+    class Clocked(_Body):
+        def read(self):
+            return time.perf_counter() * rate
+
+    probe = LockProbe(spin_s=0.002)  # long beside the microseconds a read takes
+    me = threading.get_ident()
+    start = time.perf_counter()
+    probe._bodies[me] = body = Clocked(clock=0, last=start)
+    for _ in range(20):
+        time.sleep(0.002)
+        probe.sample()
+    assert body.native_s == pytest.approx(rate * (body.last - start), rel=0.05, abs=1e-6)
+    assert probe.stop() == body.native_s
 
 
 def test_a_body_not_started_owes_nothing_and_the_share_goes_to_the_history_s_lock_time():
