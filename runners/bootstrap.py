@@ -134,15 +134,50 @@ class DaskSlot:
 
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="critpath-slot")
         self._root = get_worker().local_directory  # where shipped code is unpacked
+        self._waiting = {}  # key -> the job's future, until it starts: what ``recall`` can take back
+        import collections
 
-    async def run(self, payload: bytes, shipped=None):
+        self._arrived = set()  # keys of the jobs here now (a recall may come before its job: see there)
+        self._ended = collections.deque(maxlen=1024)  # keys of the last jobs that ended here
+        self._recalled = set()  # keys taken back before they came
+
+    async def run(self, payload: bytes, shipped=None, key=None):
         """The job in ``payload`` (a ``runners.base.Job`` as a dict, pickled by the client, where
         a job that cannot be sent fails at once); ``shipped``: (version, modules) of the shipped
-        code it runs with, None: as installed. Its ``Outcome``."""
+        code it runs with, None: as installed. Its ``Outcome``; None if it was recalled. A job
+        sent while another runs waits for it here, on the slot's thread (the lookahead)."""
         import asyncio
 
-        return await asyncio.get_running_loop().run_in_executor(self._thread, _slot_job, payload, shipped,
-                                                                 self._root)
+        if key is not None:
+            if key in self._recalled:
+                self._recalled.discard(key)
+                return None
+            self._arrived.add(key)
+        fut = self._thread.submit(_slot_job, payload, shipped, self._root)
+        if key is not None:
+            self._waiting[key] = fut
+        try:
+            return await asyncio.wrap_future(fut)
+        except asyncio.CancelledError:
+            if fut.cancelled():  # recalled before it started
+                return None
+            raise
+        finally:
+            if key is not None:
+                self._waiting.pop(key, None)
+                self._arrived.discard(key)
+                self._ended.append(key)
+
+    async def recall(self, key):
+        """Take back job ``key`` if it has not started: True if it never will. The job and its
+        recall travel apart, so the recall may come first: the job is then turned away on arrival."""
+        if key not in self._arrived:
+            if key in self._ended:  # it ran; its answer is on its way
+                return False
+            self._recalled.add(key)
+            return True
+        fut = self._waiting.get(key)
+        return fut is not None and fut.cancel()
 
 
 def _slot_job(payload: bytes, shipped, root: str):

@@ -343,6 +343,19 @@ class DaskRunner:
         fut.add_done_callback(self._finished.put)
         return fut
 
+    def submit_behind(self, job: Job, priority: float, done: Done, behind):
+        """Queue ``job`` on the slot running ``behind`` (a handle of ``submit``), to start there the
+        moment that one ends: the dispatcher's lookahead. None when it cannot be queued there."""
+        from .dask_slots import Call
+
+        if self._slots is None or not isinstance(behind, Call):
+            return None
+        return self._slots.send_behind(behind, job, done)
+
+    def recall(self, handle) -> bool:
+        """Take back a job queued by ``submit_behind`` that has not started: True if it never will."""
+        return self._slots.recall(handle)
+
     def cancel(self, handle) -> None:
         """Stop a queued or running service. Dask cannot interrupt a running task's
         thread, so the worker process running it is restarted by its nanny (only in a

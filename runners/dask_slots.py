@@ -24,8 +24,10 @@ warmed before they take a job.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +37,9 @@ from .base import Done, Job, RestartedWorkerLost, WorkerLost, first_line, job_fi
 #: at most one refill attempt per this many seconds while slots are missing (a worker that
 #: is gone for good must not cost every submit a round trip to the scheduler)
 REFILL_EVERY_S = 1.0
+#: how long the dispatcher waits for a worker to say whether a queued job was taken back
+RECALL_WAIT_S = 5.0
+_RUN, _TAGS = uuid.uuid4().hex[:12], itertools.count(1)
 
 
 @dataclass(eq=False)
@@ -44,6 +49,8 @@ class Slot:
     worker: str
     future: Any
     gone: bool = False  # its worker died or was restarted, or its call failed: never used again
+    #: the calls sent here and not ended, in order: the one running, and one queued behind it (lookahead)
+    calls: list = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -56,8 +63,11 @@ class Call:
 
     slot: Slot
     key: str
+    #: names this call on the actor (``recall``): unique across refreshes, where job keys repeat
+    tag: str = field(default_factory=lambda: f"{_RUN}-{next(_TAGS)}")
     finished: bool = False
     exposed: bool = False  # critpath restarted its worker while it ran
+    recalled: bool = False  # taken back before it started: its answer is nobody's
 
 
 @dataclass(eq=False)
@@ -106,52 +116,106 @@ class Slots:
         return slot
 
     def send(self, slot: Slot, job: Job, done: Done) -> Call:
-        from distributed.protocol.pickle import dumps
-
-        # pickled here, so that a job that cannot be sent fails its service now, as a task would
         try:
-            payload = dumps(job_fields(job))
+            return self._call(slot, job, done)
         except BaseException:
             with self._lock:
                 self._idle.append(slot)
             raise
-        call = Call(slot, job.key)
+
+    def send_behind(self, behind: Call, job: Job, done: Done) -> Call | None:
+        """Send ``job`` to the slot running ``behind``, to start there when that ends; None when it
+        cannot be (``behind`` ended, its slot is gone, or it has a job queued already)."""
         with self._lock:
+            slot = behind.slot
+            if behind.finished or slot.gone or slot.calls != [behind] or self._closed:
+                return None
+            call = Call(slot, job.key)
+            slot.calls.append(call)  # now, so that no other job is queued there meanwhile
+        try:
+            return self._call(slot, job, done, call)
+        except BaseException:
+            with self._lock:
+                slot.calls.remove(call)
+            raise
+
+    def recall(self, call: Call) -> bool:
+        """Take queued ``call`` back from its slot: True if it never started (its ``done`` is never
+        called), False if it started or ended (it reports as usual)."""
+        with self._lock:
+            if call.finished or call.slot.gone:  # a lost slot's calls report their loss themselves
+                return False
+        try:
+            back = self.client.sync(self._recall, call, callback_timeout=min(self.timeout, RECALL_WAIT_S))
+        except Exception:  # its worker cannot be reached: the call reports that itself
+            return False
+        if back:
+            with self._lock:
+                call.recalled = call.finished = True
+                self._calls.discard(call)
+                if call in call.slot.calls:
+                    call.slot.calls.remove(call)
+        return bool(back)
+
+    async def _recall(self, call: Call):
+        answer = await self._rpc(call.slot).actor_execute(actor=call.slot.key, function="recall",
+                                                          args=[call.tag], kwargs={})
+        return answer.get("status") == "OK" and answer.get("result") is True
+
+    def _call(self, slot: Slot, job: Job, done: Done, call: Call | None = None) -> Call:
+        from distributed.protocol.pickle import dumps
+
+        # pickled here, so that a job that cannot be sent fails its service now, as a task would
+        payload = dumps(job_fields(job))
+        with self._lock:
+            if call is None:
+                call = Call(slot, job.key)
+                slot.calls.append(call)
             self._calls.add(call)
         self.client.loop.add_callback(self._run, call, payload, done)
         return call
 
     async def _run(self, call: Call, payload: bytes, done: Done) -> None:
         try:
-            answer = await self._send(call.slot, payload)
+            answer = await self._send(call.slot, payload, call.tag)
         except Exception as exc:  # the worker cannot be reached: it died, or we restarted it
-            done(self._lost(call, exc))
+            if not call.recalled:
+                done(self._lost(call, exc))
             return
         ok = answer.get("status") == "OK"
+        if call.recalled or (ok and answer["result"] is None):  # taken back: ``recall`` tidies up
+            return
         self._ended(call, ok)  # the slot is free before the dispatcher hears of it
         done(answer["result"] if ok else _error(answer))
 
-    def _send(self, slot: Slot, payload: bytes):
+    def _rpc(self, slot: Slot):
         from distributed.actor import ProxyRPC
-        from distributed.protocol import to_serialize
 
         # as distributed's own Actor proxies call: straight to the worker, or through the scheduler
-        rpc = (self.client.rpc(slot.worker) if self.client.direct_to_workers
-               else ProxyRPC(self.client.scheduler, slot.worker))
-        return rpc.actor_execute(actor=slot.key, function="run",
-                                 args=[to_serialize(payload), to_serialize(self.shipped)], kwargs={})
+        return (self.client.rpc(slot.worker) if self.client.direct_to_workers
+                else ProxyRPC(self.client.scheduler, slot.worker))
+
+    def _send(self, slot: Slot, payload: bytes, key: str | None = None):
+        from distributed.protocol import to_serialize
+
+        return self._rpc(slot).actor_execute(actor=slot.key, function="run",
+                                             args=[to_serialize(payload), to_serialize(self.shipped)],
+                                             kwargs={"key": key} if key else {})
 
     def _ended(self, call: Call, ok: bool) -> None:
         with self._lock:
             call.finished = True
             self._calls.discard(call)
             slot = call.slot
+            if call in slot.calls:
+                slot.calls.remove(call)
             if slot.gone:
                 return
-            if ok:
-                self._idle.append(slot)
-            else:  # an actor whose call failed is not trusted again
+            if not ok:  # an actor whose call failed is not trusted again
                 self._drop([slot])
+            elif not slot.calls:
+                self._idle.append(slot)
+            # else: the job queued behind this one runs there now; the slot stays busy
 
     def _lost(self, call: Call, exc: BaseException) -> WorkerLost:
         with self._lock:

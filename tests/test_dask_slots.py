@@ -101,3 +101,31 @@ def test_a_job_that_cannot_be_sent_fails_at_submit_and_keeps_its_slot():
         runner.submit(job("next"), 1.0, inbox.put)
         out = inbox.get(timeout=WAIT_S)
         assert isinstance(out, Outcome) and out.ok and _slot_thread(out).startswith("critpath-slot"), out
+
+
+def test_a_job_queued_behind_a_busy_slot_starts_there_when_it_ends_and_can_be_taken_back(tmp_path):
+    """The dispatcher's lookahead on a real cluster: ``submit_behind`` queues a job on the slot
+    running another, one at most; ``recall`` takes it back before it starts."""
+    from runners.dask import DaskRunner
+
+    inbox: queue.SimpleQueue = queue.SimpleQueue()
+    with DaskRunner(workers=1) as runner:  # one slot
+        release = tmp_path / "release"
+        first = runner.submit(job("first", call=HANG, params={"pidfile": str(tmp_path / "f.pid"),
+                                                               "release": str(release)}), 1.0, inbox.put)
+        wait_until((tmp_path / "f.pid").exists, WAIT_S, "the first body to start")
+        taken = runner.submit_behind(job("taken"), 1.0, inbox.put, first)
+        assert taken is not None
+        assert runner.submit_behind(job("third"), 1.0, inbox.put, first) is None  # one queued at most
+        assert runner.recall(taken) is True
+        queued = runner.submit_behind(job("queued"), 1.0, inbox.put, first)
+        assert queued is not None
+        release.touch()
+        a, b = outcomes(inbox, 2)
+        assert (a.key, b.key) == ("first#1", "queued#1")  # the taken-back job never ran (it was before it)
+        assert a.worker == b.worker and b.start >= a.end  # the same slot thread, one after the other
+        assert inbox.empty()
+        assert runner.recall(queued) is False  # it ran: nothing to take back
+        again = runner.submit(job("again"), 1.0, inbox.put)  # the slot is idle again: a slot, not a task
+        assert again.slot is first.slot
+        assert outcomes(inbox, 1)[0].ok

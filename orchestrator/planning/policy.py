@@ -92,6 +92,35 @@ class ReadyQueue:
             heapq.heappush(self.heaps[pool], item)
         return out
 
+    def reserve_after(self, i: int, guard: tuple[float, int] | None = None) -> int | None:
+        """The service that takes running ``i``'s slots when ``i`` ends, chosen now (the lookahead:
+        see the dispatcher), and counted as running from now; None when it cannot be known yet.
+
+        Only when no slot is free (else it would have started already), and never when cpu-aware:
+        the cores free at ``i``'s end are not known now. It is the best ready service whose pool
+        has room, or is ``i``'s own (whose slot ``i`` hands on). ``guard``: the heap key of the
+        best service that may become ready before ``i`` ends (a successor of what runs); the
+        choice is made only if it outranks that one, so the order stays the policy's."""
+        if self.cpu is not None or self.running < self.max_concurrency:
+            return None
+        mine = self.pool_of[i]
+        best, head = _NONE, None
+        for pool, heap in self.heaps.items():
+            if heap and (pool == mine or self.running_in[pool] < self.limit[pool]):
+                if head is None or heap[0] < head:
+                    best, head = pool, heap[0]
+        if best is _NONE or (guard is not None and not head < guard):
+            return None
+        j = heapq.heappop(self.heaps[best])[1]
+        self.running += 1
+        self.running_in[best] += 1
+        return j
+
+    def unreserve(self, j: int) -> None:
+        """A reserved ``j`` did not start after all (taken back, or its slot was lost): ready again."""
+        self.release(j)
+        self.push(j)
+
     def admit(self, i: int) -> None:
         """Count ready ``i`` as running now, whatever the limits: a service that was already
         running when a simulation starts from the middle of a run (``machine.predict``'s

@@ -1,0 +1,241 @@
+"""The dispatcher's lookahead (issue 15): a slot's next service chosen while the slot is busy.
+
+``SlotRunner`` implements the runner seam with slots, like the Dask and Ray actor runners: a
+job runs on a slot, one at a time, and ``submit_behind`` queues one more on a busy slot, to
+start the moment the current one ends. Nothing runs: the test (``complete``) ends each job in
+the order it wants, once the dispatcher has settled (it waits on its inbox with nothing queued
+there), so every choice the dispatcher makes is the same from run to run. It is a double of
+our own seam, not of Prefect or an engine.
+
+Assertions are on the order the jobs started in, which went ahead, the limits at every start,
+and the services' states and attempts; never on time.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+from orchestrator.execution.dispatcher import Dispatcher
+from orchestrator.execution.events import Event
+from orchestrator.planning.graph import Graph
+from orchestrator.planning.model import Service
+from orchestrator.planning.planner import make_plan
+from runners.base import Job, Outcome, WorkerLost
+
+
+class SlotRunner:
+    name = "slots"
+
+    def __init__(self, slots: int, pool_of: dict[str, str | None] | None = None, lookahead: bool = True):
+        self.capacity = slots
+        self.slots: list[list[tuple[Job, object]]] = [[] for _ in range(slots)]  # head: running
+        self.started: list[str] = []  # job keys, in the order they started on a slot
+        self.ahead: list[str] = []  # keys sent by submit_behind
+        self.behind: dict[str, str] = {}  # key sent ahead -> the key it was queued behind
+        self.recalled: list[str] = []
+        self.cancelled: list[str] = []
+        self.pool_of = pool_of or {}
+        self.running_at_start: list[tuple[str, ...]] = []  # what ran at each start, itself included
+        self.lock = threading.Lock()
+        if not lookahead:
+            self.submit_behind = None  # the dispatcher sees no lookahead
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def _began(self, job: Job) -> None:
+        self.started.append(job.key)
+        self.running_at_start.append(tuple(s[0][0].name for s in self.slots if s))
+
+    def submit(self, job: Job, priority: float, done):
+        with self.lock:
+            slot = next(s for s in self.slots if not s)
+            slot.append((job, done))
+            self._began(job)
+        return job.key
+
+    def submit_behind(self, job: Job, priority: float, done, behind):  # noqa: F811 - switched off per instance
+        with self.lock:
+            slot = next((s for s in self.slots if s and s[0][0].key == behind), None)
+            if slot is None or len(slot) != 1:
+                return None
+            slot.append((job, done))
+            self.ahead.append(job.key)
+            self.behind[job.key] = behind
+        return job.key
+
+    def recall(self, handle) -> bool:
+        with self.lock:
+            for slot in self.slots:
+                if len(slot) == 2 and slot[1][0].key == handle:
+                    slot.pop()
+                    self.recalled.append(handle)
+                    return True
+        return False
+
+    def cancel(self, handle) -> None:
+        with self.lock:
+            self.cancelled.append(handle)
+            for slot in self.slots:
+                if slot and slot[0][0].key == handle:  # the slot goes on with what is queued there
+                    self._end(slot)
+
+    def _end(self, slot) -> None:
+        slot.pop(0)
+        if slot:
+            self._began(slot[0][0])
+
+    def running(self, name: str) -> bool:
+        with self.lock:
+            return any(s and s[0][0].name == name for s in self.slots)
+
+    def finish(self, name: str, reply=None) -> None:
+        """End ``name``'s running job (ok, or ``reply``: an engine's exception); the job queued on
+        its slot starts at once, before the dispatcher hears of the end."""
+        with self.lock:
+            slot = next(s for s in self.slots if s and s[0][0].name == name)
+            job, done = slot[0]
+            self._end(slot)
+        done(reply if reply is not None else Outcome(job.key, True, 1.0, 2.0, "slots:1"))
+
+    def lose_slot(self, name: str) -> None:
+        """The worker of ``name``'s slot dies: the job queued there reports its loss first."""
+        with self.lock:
+            slot = next(s for s in self.slots if s and s[0][0].name == name)
+            jobs = list(reversed(slot))
+            slot.clear()
+        for job, done in jobs:
+            done(WorkerLost(f"worker of {job.key} died"))
+
+
+def settled(d: Dispatcher, t: threading.Thread | None = None) -> None:
+    """Until the dispatcher waits on an empty inbox (it has seen every report and made its
+    choices), or its thread ``t`` has ended."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if (d.events and d.events[-1].kind is Event.WAIT and d._inbox.empty()) or (t and not t.is_alive()):
+            return
+        time.sleep(0.002)
+    raise AssertionError("the dispatcher did not settle")
+
+
+def drive(d: Dispatcher, runner: SlotRunner, order: list[str]) -> threading.Thread:
+    """Run ``d`` on a thread; end the services in ``order``, each once it runs and ``d`` settled."""
+    t = threading.Thread(target=d.run)
+    t.start()
+    for name in order:
+        settled(d)
+        assert runner.running(name), f"{name} is not running; started: {runner.started}"
+        runner.finish(name)
+    t.join(10)
+    assert not t.is_alive()
+    return t
+
+
+def fan_out(n: int = 6) -> Graph:
+    return Graph([Service(f"s{k}", duration=float(n - k)) for k in range(n)])
+
+
+def test_a_busy_slot_gets_its_next_service_ahead_and_the_order_is_the_policys():
+    g = fan_out()
+    orders = {}
+    for lookahead in (True, False):
+        runner = SlotRunner(2, lookahead=lookahead)
+        d = Dispatcher(make_plan(g, 2), runner, max_concurrency=2)
+        drive(d, runner, [f"s{k}" for k in range(6)])
+        assert all(r.state == "completed" and r.attempts == 1 for r in d.runs.values())
+        orders[lookahead] = runner.started
+        if lookahead:
+            # s0 and s1 start at once; every later one went ahead, behind the one it followed
+            assert runner.ahead == ["s2#1", "s3#1", "s4#1", "s5#1"]
+            assert d.lookahead
+        else:
+            assert runner.ahead == [] and not d.lookahead
+    assert orders[True] == orders[False] == [f"s{k}#1" for k in range(6)]
+
+
+def test_nothing_goes_ahead_of_a_more_critical_service_about_to_be_ready():
+    # a -> c is the long chain; b is ready, but c (ready when a ends) outranks it, so b must
+    # not be queued behind a: at a's end, c takes the slot, as without lookahead
+    g = Graph([Service("a", duration=1.0), Service("c", after=("a",), duration=10.0), Service("b", duration=2.0)])
+    runner = SlotRunner(1)
+    d = Dispatcher(make_plan(g, 1), runner, max_concurrency=1)
+    drive(d, runner, ["a", "c", "b"])
+    assert runner.started == ["a#1", "c#1", "b#1"]
+    assert runner.behind == {"b#1": "c#1"}  # not behind a
+
+
+def test_the_limits_hold_at_every_start_with_pools():
+    g = Graph([Service(f"w{k}", pool="wh", duration=5.0 - k) for k in range(4)]
+              + [Service(f"x{k}", duration=1.0) for k in range(4)], pools={"wh": 1})
+    runner = SlotRunner(3)
+    d = Dispatcher(make_plan(g, 3), runner, max_concurrency=3)
+    t = threading.Thread(target=d.run)
+    t.start()
+    while t.is_alive():
+        settled(d, t)
+        with runner.lock:
+            heads = [s[0][0].name for s in runner.slots if s]
+        if heads:
+            runner.finish(sorted(heads)[0])
+    t.join(10)
+    assert all(r.state == "completed" for r in d.runs.values())
+    assert runner.ahead, "no service went ahead: the case does not test the lookahead"
+    for running in runner.running_at_start:
+        assert len(running) <= 3
+        assert sum(name.startswith("w") for name in running) <= 1, running
+
+
+def test_a_timed_out_service_gives_back_the_one_queued_behind_it_unspent():
+    g = Graph([Service("hung", duration=9.0, timeout=0.2), Service("next", duration=1.0)])
+    runner = SlotRunner(1)
+    d = Dispatcher(make_plan(g, 1), runner, max_concurrency=1)
+    t = threading.Thread(target=d.run)
+    t.start()
+    settled(d)
+    assert runner.ahead == ["next#1"]
+    deadline = time.monotonic() + 10
+    while "next#1" not in runner.recalled and time.monotonic() < deadline:
+        time.sleep(0.01)
+    settled(d)  # after the timeout: "next" was taken back, then sent the usual way
+    runner.finish("next")
+    t.join(10)
+    assert runner.recalled == ["next#1"] and runner.cancelled == ["hung#1"]
+    assert d.runs["hung"].state == "failed"
+    assert d.runs["next"].state == "completed" and d.runs["next"].attempts == 1
+    assert runner.started == ["hung#1", "next#1"]
+
+
+def test_a_cancel_takes_back_what_was_queued_and_does_not_call_it_cancelled():
+    g = fan_out(3)
+    runner = SlotRunner(1)
+    d = Dispatcher(make_plan(g, 1), runner, max_concurrency=1)
+    t = threading.Thread(target=d.run)
+    t.start()
+    settled(d)
+    assert runner.ahead == ["s1#1"]
+    d.cancel("stop")
+    t.join(10)
+    assert runner.recalled == ["s1#1"] and runner.cancelled == ["s0#1"]
+    assert d.runs["s0"].state == "cancelled"
+    assert d.runs["s1"].state == "ready" and d.runs["s1"].attempts == 0
+
+
+def test_a_queued_service_whose_slot_is_lost_is_ready_again_its_attempt_unspent():
+    g = fan_out(2)
+    runner = SlotRunner(1)
+    d = Dispatcher(make_plan(g, 1), runner, max_concurrency=1)
+    t = threading.Thread(target=d.run)
+    t.start()
+    settled(d)
+    assert runner.ahead == ["s1#1"]
+    runner.lose_slot("s0")  # s1's loss is reported first: it never started
+    for name in ("s0", "s1"):
+        settled(d)
+        runner.finish(name)
+    t.join(10)
+    assert d.runs["s0"].attempts == 2 and d.runs["s0"].lost_worker  # a lost worker earns one more
+    assert d.runs["s1"].attempts == 1 and d.runs["s1"].state == "completed"
