@@ -30,6 +30,7 @@ dispatcher fails the service at once instead of spending its retries.
 from __future__ import annotations
 
 import importlib
+import itertools
 import json
 import logging
 import os
@@ -459,6 +460,15 @@ def _run_delay() -> float | None:
             return int(f.read().split()[1]) / 1e9
     except (OSError, ValueError, IndexError):
         return None
+
+
+_TAG_RUN, _TAGS = os.urandom(6).hex(), itertools.count(1)
+
+
+def new_tag() -> str:
+    """A name for one call to a slot, unique across refreshes and processes (job keys repeat):
+    what a runner's ``recall`` names to the slot's actor."""
+    return f"{_TAG_RUN}-{next(_TAGS)}"
 
 
 def warm(_: int = 0) -> int:

@@ -24,22 +24,19 @@ warmed before they take a job.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import threading
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from .base import Done, Job, RestartedWorkerLost, WorkerLost, first_line, job_fields
+from .base import Done, Job, RestartedWorkerLost, WorkerLost, first_line, job_fields, new_tag
 
 #: at most one refill attempt per this many seconds while slots are missing (a worker that
 #: is gone for good must not cost every submit a round trip to the scheduler)
 REFILL_EVERY_S = 1.0
 #: how long the dispatcher waits for a worker to say whether a queued job was taken back
 RECALL_WAIT_S = 5.0
-_RUN, _TAGS = uuid.uuid4().hex[:12], itertools.count(1)
 
 
 @dataclass(eq=False)
@@ -64,7 +61,7 @@ class Call:
     slot: Slot
     key: str
     #: names this call on the actor (``recall``): unique across refreshes, where job keys repeat
-    tag: str = field(default_factory=lambda: f"{_RUN}-{next(_TAGS)}")
+    tag: str = field(default_factory=new_tag)
     finished: bool = False
     exposed: bool = False  # critpath restarted its worker while it ran
     recalled: bool = False  # taken back before it started: its answer is nobody's
@@ -155,6 +152,8 @@ class Slots:
                 self._calls.discard(call)
                 if call in call.slot.calls:
                     call.slot.calls.remove(call)
+                if not call.slot.calls and not call.slot.gone and call.slot not in self._idle:
+                    self._idle.append(call.slot)
         return bool(back)
 
     async def _recall(self, call: Call):

@@ -61,6 +61,7 @@ from .base import (
     execute,
     first_line,
     missing_modules,
+    new_tag,
     probe,
     shared_env_problem,
 )
@@ -73,6 +74,8 @@ FORWARDED = ("CRITPATH_SCALE", "CRITPATH_WAREHOUSE", "CRITPATH_FAULT")
 CHECK_TIMEOUT_S = 120.0
 #: ... when the runtime_env also pip-installs ``code.requirements`` on every node
 INSTALL_TIMEOUT_S = 900.0
+#: how long the dispatcher waits for a slot to say whether a queued job was taken back
+RECALL_WAIT_S = 5.0
 
 
 def runtime_env_for(code: Code | None, env: dict[str, str]) -> dict:
@@ -147,7 +150,10 @@ class RayRunner:
                 self._actor_args = (modules,)
             else:
                 self._execute = ray.remote(num_cpus=1, max_retries=0)(execute)
-            self._actor = ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)(_Slot)
+            # "control": ``recall`` answers on a thread of its own while the slot runs a job
+            # two threads: one job runs, the one sent ahead waits in ``run`` for its turn
+            self._actor = ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0, max_concurrency=2,
+                                     concurrency_groups={"control": 1})(_Slot)
             self._nodes = self._placement()
             self.warm()
         except BaseException:
@@ -275,30 +281,76 @@ class RayRunner:
             self._refill()
         with self._lock:
             slot = self._idle.pop() if self._idle else None
-        call = _Call(slot)
+            call = _Call(slot)
+            if slot is not None:
+                slot.calls.append(call)
         try:
-            call.ref = (slot.actor.run.remote(job, *self._actor_args) if slot is not None
+            call.ref = (slot.actor.run.remote(job, *self._actor_args, tag=call.tag) if slot is not None
                         else self._execute.remote(job))
         except BaseException:
             if slot is not None:
                 with self._lock:
+                    slot.calls.remove(call)
                     self._idle.append(slot)
             raise
+        self._watch(call, job, done)
+        return call
 
+    def submit_behind(self, job: Job, priority: float, done: Done, behind):
+        """Queue ``job`` on the slot running ``behind`` (a handle of ``submit``): its actor runs
+        it the moment that one ends (the dispatcher's lookahead). None when it cannot be."""
+        with self._lock:
+            slot = behind.slot if isinstance(behind, _Call) else None
+            if slot is None or behind.finished or slot.gone or slot.calls != [behind]:
+                return None
+            call = _Call(slot)
+            slot.calls.append(call)
+        try:
+            call.ref = slot.actor.run.remote(job, *self._actor_args, tag=call.tag)
+        except BaseException:
+            with self._lock:
+                slot.calls.remove(call)
+            raise
+        self._watch(call, job, done)
+        return call
+
+    def recall(self, handle) -> bool:
+        """Take back a job queued by ``submit_behind`` that has not started: True if it never will."""
+        import ray
+
+        call: _Call = handle
+        with self._lock:
+            if call.finished or call.slot is None or call.slot.gone:
+                return False
+        try:
+            back = ray.get(call.slot.actor.recall.options(concurrency_group="control").remote(call.tag),
+                           timeout=RECALL_WAIT_S)
+        except Exception:  # the actor cannot answer: the call reports that itself
+            return False
+        if back:
+            with self._lock:
+                call.recalled = call.finished = True
+                _off_slot(call, self._idle)
+        return bool(back)
+
+    def _watch(self, call: "_Call", job: Job, done: Done) -> None:
         def callback(f):
             try:
                 out = f.result()
             except BaseException as exc:  # the actor died, the task was cancelled ...
+                if call.recalled:
+                    return
                 self._ended(call, ok=False)
                 if type(exc).__name__ in _LOST:
                     exc = WorkerLost(f"ray worker died while running {job.name!r}: {_ray_cause(exc)}")
                 done(exc)
             else:
+                if call.recalled or out is None:  # taken back before it started: ``recall`` tidies up
+                    return
                 self._ended(call, ok=True)  # the slot is free before the dispatcher hears of it
                 done(out)
 
         call.ref.future().add_done_callback(callback)
-        return call
 
     def _ended(self, call: "_Call", ok: bool) -> None:
         with self._lock:
@@ -307,7 +359,7 @@ class RayRunner:
             if slot is None or slot.gone:
                 return
             if ok:
-                self._idle.append(slot)
+                _off_slot(call, self._idle)
             else:  # a slot whose call failed is not trusted again
                 slot.gone = True
                 self._slots.remove(slot)
@@ -349,11 +401,49 @@ _LOST = ("WorkerCrashedError", "NodeDiedError", "OutOfMemoryError", "RayActorErr
          "ActorUnavailableError", "LocalRayletDiedError")
 
 
-class _Slot:
-    """One slot's worker process (a Ray actor): runs the jobs it is given, one at a time."""
+def _off_slot(call: "_Call", idle: list) -> None:
+    """(Under the runner's lock.) ``call`` no longer runs on its slot, which is idle again when
+    nothing else was sent there."""
+    slot = call.slot
+    if call in slot.calls:
+        slot.calls.remove(call)
+    if not slot.calls and not slot.gone and slot not in idle:
+        idle.append(slot)
 
-    def run(self, job: Job, modules: tuple[str, ...] | None = None):
-        return execute(job) if modules is None else execute_shipped(job, modules)
+
+class _Slot:
+    """One slot's worker process (a Ray actor): runs the jobs it is given, one at a time.
+
+    A job sent ahead (the lookahead) is already inside ``run`` while the one before it runs,
+    waiting for its turn (``_turn``), so it starts the moment that one ends: as a second Ray
+    task in line it would first wait for Ray's own work between two tasks (about 1 ms here).
+    ``recall`` runs beside them (its own concurrency group): a job sent ahead is taken back if
+    it has not had its turn, even if it has not come yet."""
+
+    def __init__(self):
+        import collections
+
+        self._lock = threading.Lock()
+        self._turn = threading.Lock()  # one job at a time; at most one more waits (the runner sends no more)
+        self._recalled: set[str] = set()
+        self._started = collections.deque(maxlen=1024)  # tags of the last jobs that had their turn
+
+    def run(self, job: Job, modules: tuple[str, ...] | None = None, tag: str | None = None):
+        with self._turn:
+            if tag is not None:
+                with self._lock:
+                    if tag in self._recalled:
+                        self._recalled.discard(tag)
+                        return None
+                    self._started.append(tag)
+            return execute(job) if modules is None else execute_shipped(job, modules)
+
+    def recall(self, tag: str) -> bool:
+        with self._lock:
+            if tag in self._started:
+                return False
+            self._recalled.add(tag)
+            return True
 
 
 class _SlotRef:
@@ -362,6 +452,7 @@ class _SlotRef:
     def __init__(self, actor, node: str | None):
         self.actor, self.node = actor, node
         self.gone = False  # killed, or its call failed: never given a job again
+        self.calls: list[_Call] = []  # sent here and not ended, in order: one running, one queued at most
 
 
 class _Call:
@@ -371,6 +462,8 @@ class _Call:
         self.slot = slot
         self.ref = None
         self.finished = False
+        self.recalled = False  # taken back before it started: its answer is nobody's
+        self.tag = new_tag()  # names it on the actor (``recall``); unique where job keys repeat
 
 
 class _Bound:

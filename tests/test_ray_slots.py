@@ -72,3 +72,33 @@ def test_a_slot_whose_process_dies_reports_a_lost_worker_and_is_refilled():
         handles = [runner.submit(job(f"d{k}"), 1.0, inbox.put) for k in range(2)]
         assert all(h.slot is not None for h in handles)  # the lost slot was refilled, not overflowed
         assert all(isinstance(o, Outcome) and o.ok for o in outcomes(inbox, 2))
+
+
+def test_a_job_queued_behind_a_busy_slot_starts_there_when_it_ends_and_can_be_taken_back(tmp_path):
+    """The dispatcher's lookahead on a real Ray: ``submit_behind`` queues a job on the slot
+    running another, one at most; ``recall`` takes it back before it starts."""
+    from runners.ray import RayRunner
+    from tests.helpers.processes import wait_until
+
+    inbox: queue.SimpleQueue = queue.SimpleQueue()
+    release = tmp_path / "release"
+    with RayRunner(workers=1) as runner:  # one slot
+        hang = Job("first#1", "first", call="tests.helpers.faults:hang",
+                   params={"pidfile": str(tmp_path / "f.pid"), "release": str(release)})
+        first = runner.submit(hang, 1.0, inbox.put)
+        wait_until((tmp_path / "f.pid").exists, WAIT_S, "the first body to start")
+        taken = runner.submit_behind(job("taken"), 1.0, inbox.put, first)
+        assert taken is not None
+        assert runner.submit_behind(job("third"), 1.0, inbox.put, first) is None  # one queued at most
+        assert runner.recall(taken) is True
+        queued = runner.submit_behind(job("queued"), 1.0, inbox.put, first)
+        assert queued is not None
+        release.touch()
+        a, b = outcomes(inbox, 2)
+        assert (a.key, b.key) == ("first#1", "queued#1")  # the taken-back job never ran (it was before it)
+        assert a.worker == b.worker and b.start >= a.end  # the same slot process, one after the other
+        assert inbox.empty()
+        assert runner.recall(queued) is False  # it ran: nothing to take back
+        again = runner.submit(job("again"), 1.0, inbox.put)  # the slot is idle again: a slot, not a task
+        assert again.slot is first.slot
+        assert outcomes(inbox, 1)[0].ok

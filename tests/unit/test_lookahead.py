@@ -57,7 +57,7 @@ class SlotRunner:
             self._began(job)
         return job.key
 
-    def submit_behind(self, job: Job, priority: float, done, behind):  # noqa: F811 - switched off per instance
+    def submit_behind(self, job: Job, priority: float, done, behind):
         with self.lock:
             slot = next((s for s in self.slots if s and s[0][0].key == behind), None)
             if slot is None or len(slot) != 1:
