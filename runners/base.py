@@ -4,7 +4,8 @@ A runner only executes. It takes a ``Job`` (plain, picklable data: which callabl
 or synthetic body, with what keyword arguments), runs ``execute(job)`` somewhere,
 and reports an ``Outcome`` (or the engine's own exception, e.g. a lost worker)
 through the ``done`` callback it was given. Order, limits, retries and timeouts
-are the dispatcher's; a runner never queues work on its own initiative.
+are the dispatcher's; a runner never queues work on its own initiative (a runner with slots
+keeps one job in line on a busy slot when the dispatcher asks: ``QueuesBehind``).
 
 ``execute`` is the only code that runs on a worker. It imports nothing from
 Prefect: the worker needs no Prefect API, and Prefect's bookkeeping stays in the
@@ -160,6 +161,20 @@ class Runner(Protocol):
     def __exit__(self, *exc) -> None: ...
     def submit(self, job: Job, priority: float, done: Done) -> Any: ...
     def cancel(self, handle: Any) -> None: ...
+
+
+class QueuesBehind(Protocol):
+    """What a runner with long-lived slots (Dask, Ray) adds for the dispatcher's lookahead. The
+    dispatcher, not the runner, chooses the job; the runner only keeps it in line on that slot."""
+
+    def submit_behind(self, job: Job, priority: float, done: Done, behind: Any) -> Any:
+        """Queue ``job`` on the slot running ``behind`` (a handle of ``submit``), to start there
+        the moment that one ends, whatever its outcome; one job at most per slot. Its handle,
+        or None when it cannot be (``behind`` ended, its slot is gone or has one queued)."""
+
+    def recall(self, handle: Any) -> bool:
+        """Take back a job queued by ``submit_behind``: True if it never starts (its ``done`` is
+        then never called), False if it started or cannot be reached (it reports as usual)."""
 
 
 # -- worker side ------------------------------------------------------------

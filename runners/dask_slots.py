@@ -13,7 +13,9 @@ the dispatcher's submit an idle slot and ``send`` gives it the job; the call run
 client's event loop and, when the answer comes, gives the slot back before the dispatcher
 hears of it. The dispatcher still chooses what runs next; the runner chooses where, on the
 worker process running the fewest jobs. With no idle slot (one being replaced) it sends a
-task instead, as before.
+task instead, as before. ``send_behind`` (the dispatcher's lookahead) sends a job to a busy
+slot, where it waits on the slot's thread and starts the moment the current one ends: no round
+trip between the two. ``recall`` takes it back if it has not started.
 
 Lost slots: a call that cannot reach its worker (it died, or critpath restarted it to stop a
 cancelled service) is a ``WorkerLost`` (``RestartedWorkerLost`` when the restart was ours,

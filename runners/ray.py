@@ -5,8 +5,10 @@ worker process, one job at a time) that receives jobs by method call: an actor c
 goes straight to its process, without the worker lease from the raylet that a
 ``.remote`` task asks for whenever none is held (in a chain: at every hop). The dispatcher still chooses what runs next and when: a submit takes an
 idle slot, a completion gives it back before the dispatcher hears of it, and the
-runner never queues (should the dispatcher ever have more in flight than there are
-slots, the extra job runs as a plain task, one CPU, as before). No Ray-side retries:
+runner queues only what the dispatcher sends ahead (``submit_behind``: one job in line on a
+busy slot, which starts there the moment the current one ends; ``recall`` takes it back). Should
+the dispatcher ever have more in flight than there are slots, the extra job runs as a plain
+task, one CPU, as before. No Ray-side retries:
 the dispatcher owns retries. Completion comes back through ``ObjectRef.future()``'s
 done-callback.
 
