@@ -160,6 +160,8 @@ class Dispatcher:
                 self._cancel_all(self._cancel_requested)
                 break
             self._dispatch()
+            while self._queued and self._q.running < self.max_concurrency:
+                self._steal()
             if self.lookahead and self._inflight and self._cancel_requested is None:
                 self._look_ahead()
             if not self._inflight and not self._retries_pending and q.idle():
@@ -260,11 +262,22 @@ class Dispatcher:
     # cancelled) is ready again, its attempt unspent.
 
     def _look_ahead(self) -> None:
+        """Queue the best ready service on the slot expected to free first, as list scheduling
+        gives it (by the plan's estimates), while that slot has nothing queued yet. A slot that
+        frees later must not take it: a short service's slot would then free first and find
+        nothing, while the chosen one waits behind a long one."""
+        now = self.clock()
+        free_at = {}  # running service -> when its slot is expected to free
+        for i in self._inflight:
+            free_at[i] = max(now, (self._runs[i].dispatched or now) + self.plan.est[i])
+            if i in self._next:
+                free_at[i] += self.plan.est[self._next[i]]
         guard = self._guard()
-        for i in list(self._inflight):
+        while free_at:
+            i = min(free_at, key=lambda k: (free_at[k], k))
             flight = self._inflight[i]
             if i in self._next or flight.handle is None:
-                continue
+                return  # the first slot to free has its next already, or cannot take one
             j = self._q.reserve_after(i, guard)
             if j is None:
                 return
@@ -276,9 +289,18 @@ class Dispatcher:
                 handle = None
             if handle is None:
                 self._q.unreserve(j)
-                continue
+                return
             self._queued[j] = Queued(i, attempt, handle, token)
             self._next[i] = j
+            free_at[i] += self.plan.est[j]
+
+    def _steal(self) -> None:
+        """A slot is free and nothing ready can take it, while a service waits queued behind one
+        that runs on (it overran its estimate, or ended later than another): the most critical
+        of them is taken back and sent the usual way, to the free slot, as the policy would."""
+        j = min(self._queued, key=lambda k: (-self._rank[k], k))
+        self._take_back(j)
+        self._dispatch()
 
     def _guard(self) -> tuple[float, int] | None:
         """The heap key of the best service that may become ready while what runs now runs: a
@@ -296,6 +318,7 @@ class Dispatcher:
         """Queued ``j`` started: the one before it on its slot ended."""
         qd = self._queued.pop(j)
         self._next.pop(qd.behind, None)
+        self._q.take_over(j)
         self._began(j, InFlight(qd.attempt, qd.handle, token=qd.token))
         self._arm_timeout(j, qd.attempt)
 

@@ -51,6 +51,7 @@ class ReadyQueue:
         self.running_in: dict[str | None, int] = {p: 0 for p in self.limit}
         self.running = 0
         self.skipped: set[int] = set()
+        self.behind: dict[int, int] = {}  # reserved service -> the running one it takes over from
         for i, w in enumerate(self.waiting):
             if w == 0:
                 self.push(i)
@@ -94,13 +95,15 @@ class ReadyQueue:
 
     def reserve_after(self, i: int, guard: tuple[float, int] | None = None) -> int | None:
         """The service that takes running ``i``'s slots when ``i`` ends, chosen now (the lookahead:
-        see the dispatcher), and counted as running from now; None when it cannot be known yet.
+        see the dispatcher); None when it cannot be known yet.
 
         Only when no slot is free (else it would have started already), and never when cpu-aware:
         the cores free at ``i``'s end are not known now. It is the best ready service whose pool
         has room, or is ``i``'s own (whose slot ``i`` hands on). ``guard``: the heap key of the
         best service that may become ready before ``i`` ends (a successor of what runs); the
-        choice is made only if it outranks that one, so the order stays the policy's."""
+        choice is made only if it outranks that one, so the order stays the policy's. It takes
+        ``i``'s global slot when ``i`` ends (``take_over``), so it holds none until then; a slot
+        of another pool than ``i``'s it holds from now."""
         if self.cpu is not None or self.running < self.max_concurrency:
             return None
         mine = self.pool_of[i]
@@ -112,13 +115,23 @@ class ReadyQueue:
         if best is _NONE or (guard is not None and not head < guard):
             return None
         j = heapq.heappop(self.heaps[best])[1]
-        self.running += 1
-        self.running_in[best] += 1
+        self.behind[j] = i
+        if best != mine:
+            self.running_in[best] += 1
         return j
+
+    def take_over(self, j: int) -> None:
+        """Reserved ``j`` started, in the slots of the one it was reserved behind."""
+        i = self.behind.pop(j)
+        self.running += 1
+        if self.pool_of[j] == self.pool_of[i]:
+            self.running_in[self.pool_of[j]] += 1
 
     def unreserve(self, j: int) -> None:
         """A reserved ``j`` did not start after all (taken back, or its slot was lost): ready again."""
-        self.release(j)
+        i = self.behind.pop(j)
+        if self.pool_of[j] != self.pool_of[i]:
+            self.running_in[self.pool_of[j]] -= 1
         self.push(j)
 
     def admit(self, i: int) -> None:

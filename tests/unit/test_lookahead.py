@@ -124,7 +124,7 @@ def settled(d: Dispatcher, t: threading.Thread | None = None) -> None:
 
 def drive(d: Dispatcher, runner: SlotRunner, order: list[str]) -> threading.Thread:
     """Run ``d`` on a thread; end the services in ``order``, each once it runs and ``d`` settled."""
-    t = threading.Thread(target=d.run)
+    t = threading.Thread(target=d.run, daemon=True)
     t.start()
     for name in order:
         settled(d)
@@ -140,7 +140,7 @@ def fan_out(n: int = 6) -> Graph:
 
 
 def test_a_busy_slot_gets_its_next_service_ahead_and_the_order_is_the_policys():
-    g = fan_out()
+    g = Graph([Service(f"s{k}", duration=1.0) for k in range(6)])  # ties: the smaller name first
     orders = {}
     for lookahead in (True, False):
         runner = SlotRunner(2, lookahead=lookahead)
@@ -155,6 +155,30 @@ def test_a_busy_slot_gets_its_next_service_ahead_and_the_order_is_the_policys():
         else:
             assert runner.ahead == [] and not d.lookahead
     assert orders[True] == orders[False] == [f"s{k}#1" for k in range(6)]
+
+
+def test_the_next_service_waits_on_the_slot_expected_to_free_first_never_behind_a_long_one():
+    # "long" and "short" run; "a" and "b" are ready. "a" goes behind "short" (its slot frees
+    # first); "b" is not queued behind "long": "short"'s slot, after "a", still frees first
+    g = Graph([Service("long", duration=10.0), Service("short", duration=1.5),
+               Service("a", duration=1.0), Service("b", duration=0.9)])
+    runner = SlotRunner(2)
+    d = Dispatcher(make_plan(g, 2), runner, max_concurrency=2)
+    drive(d, runner, ["short", "a", "b", "long"])
+    assert runner.behind == {"a#1": "short#1", "b#1": "a#1"}
+    assert runner.started == ["long#1", "short#1", "a#1", "b#1"]
+
+
+def test_a_service_queued_behind_one_that_overruns_is_taken_back_for_a_slot_that_frees():
+    # by the estimates "long" frees first, so "a" waits behind it; "long" overruns and "short"
+    # ends first: its free slot gets "a", taken back, as the policy would have given it
+    g = Graph([Service("long", duration=1.0), Service("short", duration=2.0), Service("a", duration=0.5)])
+    runner = SlotRunner(2)
+    d = Dispatcher(make_plan(g, 2), runner, max_concurrency=2)
+    drive(d, runner, ["short", "a", "long"])
+    assert runner.behind == {"a#1": "long#1"} and runner.recalled == ["a#1"]
+    assert runner.started == ["short#1", "long#1", "a#1"]
+    assert d.runs["a"].attempts == 1
 
 
 def test_nothing_goes_ahead_of_a_more_critical_service_about_to_be_ready():
@@ -173,7 +197,7 @@ def test_the_limits_hold_at_every_start_with_pools():
               + [Service(f"x{k}", duration=1.0) for k in range(4)], pools={"wh": 1})
     runner = SlotRunner(3)
     d = Dispatcher(make_plan(g, 3), runner, max_concurrency=3)
-    t = threading.Thread(target=d.run)
+    t = threading.Thread(target=d.run, daemon=True)
     t.start()
     while t.is_alive():
         settled(d, t)
@@ -193,7 +217,7 @@ def test_a_timed_out_service_gives_back_the_one_queued_behind_it_unspent():
     g = Graph([Service("hung", duration=9.0, timeout=0.2), Service("next", duration=1.0)])
     runner = SlotRunner(1)
     d = Dispatcher(make_plan(g, 1), runner, max_concurrency=1)
-    t = threading.Thread(target=d.run)
+    t = threading.Thread(target=d.run, daemon=True)
     t.start()
     settled(d)
     assert runner.ahead == ["next#1"]
@@ -213,7 +237,7 @@ def test_a_cancel_takes_back_what_was_queued_and_does_not_call_it_cancelled():
     g = fan_out(3)
     runner = SlotRunner(1)
     d = Dispatcher(make_plan(g, 1), runner, max_concurrency=1)
-    t = threading.Thread(target=d.run)
+    t = threading.Thread(target=d.run, daemon=True)
     t.start()
     settled(d)
     assert runner.ahead == ["s1#1"]
@@ -228,7 +252,7 @@ def test_a_queued_service_whose_slot_is_lost_is_ready_again_its_attempt_unspent(
     g = fan_out(2)
     runner = SlotRunner(1)
     d = Dispatcher(make_plan(g, 1), runner, max_concurrency=1)
-    t = threading.Thread(target=d.run)
+    t = threading.Thread(target=d.run, daemon=True)
     t.start()
     settled(d)
     assert runner.ahead == ["s1#1"]
