@@ -412,7 +412,12 @@ def _plain_logs(logs: list) -> tuple[tuple[float, int, str, str], ...]:
     return tuple(plain)
 
 
-def execute(job: Job) -> Outcome:
+def execute(job: Job, shared: bool = True) -> Outcome:
+    """Run ``job`` here; its ``Outcome``. ``shared``: other services may run in this process at
+    the same time (threads, a Dask worker), so the CPU of the threads its libraries start is
+    shared out (``cpu_share``) and its time off the interpreter lock sampled (``lock_probe``);
+    where the process is the service's alone (processes, a Ray slot) its process CPU says it
+    all and neither runs: the probe's sampler would only take the lock from the service."""
     if job.secrets:  # before the body: its first log line may hold one
         register_secrets_named(job.secrets)
     _capture_package(job.package)
@@ -420,10 +425,11 @@ def execute(job: Job) -> Outcome:
     logs: list = []
     _capture.buffers[me] = logs
     start, cpu0, thread0, wait0 = time.time(), time.process_time(), time.thread_time(), _run_delay()
-    if ACCOUNTANT is not None:
-        ACCOUNTANT.start()
-    if PROBE is not None:
-        PROBE.start()
+    accountant, sampler = (ACCOUNTANT, PROBE) if shared else (None, None)
+    if accountant is not None:
+        accountant.start()
+    if sampler is not None:
+        sampler.start()
     importing, permanent = False, False
     try:
         if job.call is not None:
@@ -442,8 +448,8 @@ def execute(job: Job) -> Outcome:
             err = missing_module(exc, job.call, err)
     finally:
         end, cpu1, thread1, wait1 = time.time(), time.process_time(), time.thread_time(), _run_delay()
-        extra = None if ACCOUNTANT is None else ACCOUNTANT.stop()
-        native = None if PROBE is None else PROBE.stop()
+        extra = None if accountant is None else accountant.stop()
+        native = None if sampler is None else sampler.stop()
         _capture.buffers.pop(me, None)
     captured = _plain_logs(logs)
     if _secrets:

@@ -49,8 +49,9 @@ class _Body:
 class LockProbe:
     """One per process (``PROBE``); ``start`` and ``stop`` from a body's own thread."""
 
-    def __init__(self, every_s: float = EVERY_S, spin_s: float = SPIN_S):
+    def __init__(self, every_s: float = EVERY_S, spin_s: float = SPIN_S, clock=time.perf_counter):
         self.every_s, self.spin_s = every_s, spin_s
+        self._clock = clock  # wall clock of the spin (a test gives one it steps itself)
         self._lock = threading.Lock()
         self._bodies: dict[int, _Body] = {}
         self._wake = threading.Condition(self._lock)
@@ -59,7 +60,7 @@ class LockProbe:
     def start(self) -> None:
         me = threading.get_ident()
         with self._lock:
-            self._bodies[me] = _Body(time.pthread_getcpuclockid(me), time.perf_counter())
+            self._bodies[me] = _Body(time.pthread_getcpuclockid(me), self._clock())
             if self._sampler is None or not self._sampler.is_alive():
                 self._sampler = threading.Thread(target=self._run, name="critpath-lock-probe", daemon=True)
                 self._sampler.start()
@@ -85,10 +86,10 @@ class LockProbe:
         with self._lock:
             bodies = list(self._bodies.values())
         before = [body.read() for body in bodies]
-        t0 = time.perf_counter()
-        while time.perf_counter() - t0 < self.spin_s:
+        t0 = self._clock()
+        while self._clock() - t0 < self.spin_s:
             pass
-        t1 = time.perf_counter()
+        t1 = self._clock()
         for body, c0 in zip(bodies, before, strict=True):
             c1 = body.read()
             if c0 is None or c1 is None:  # its thread ended meanwhile

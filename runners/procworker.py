@@ -101,7 +101,7 @@ def main(fd_in: int, fd_out: int, parent: int | None = None) -> None:
 
     with os.fdopen(fd_in, "rb") as jobs, os.fdopen(fd_out, "wb") as outcomes:
         while (frame := read_frame(jobs)) is not None:
-            out = execute(pickle.loads(frame))
+            out = execute(pickle.loads(frame), shared=False)  # a process of its own
             try:
                 data = pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)
             except Exception as exc:  # execute returns plain data; never lose the outcome if not

@@ -438,7 +438,7 @@ class _Slot:
                         self._recalled.discard(tag)
                         return None
                     self._started.append(tag)
-            return execute(job) if modules is None else execute_shipped(job, modules)
+            return execute(job, shared=False) if modules is None else execute_shipped(job, modules, shared=False)
 
     def recall(self, tag: str) -> bool:
         with self._lock:
@@ -482,7 +482,7 @@ _preferred = threading.Lock()
 _shipped_first = False
 
 
-def execute_shipped(job: Job, modules: tuple[str, ...]):
+def execute_shipped(job: Job, modules: tuple[str, ...], shared: bool = True):
     """``execute`` on a Ray worker, the shipped packages first on ``sys.path``. Ray puts the
     driver's folder (which may hold the project itself, on one machine) before them: the
     service must run the copy shipped with this job, as it would on any other machine."""
@@ -492,7 +492,7 @@ def execute_shipped(job: Job, modules: tuple[str, ...]):
             if not _shipped_first:
                 _prefer_shipped(modules)
                 _shipped_first = True
-    return execute(job)
+    return execute(job, shared)
 
 
 def _prefer_shipped(modules) -> None:

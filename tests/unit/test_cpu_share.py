@@ -82,3 +82,12 @@ def test_an_outcome_counts_the_whole_cpu_of_its_body():
     out = execute(Job("k#1", "k", call="tests.unit.test_cpu_share:_body"))
     assert out.ok, out.error
     assert out.whole_cpu_s >= out.thread_cpu_s + 0.2 - TICK
+
+
+def test_a_body_with_the_process_to_itself_is_not_shared_out_or_sampled():
+    # processes and Ray slots run one service per process: its process CPU says it all, and
+    # neither the accountant nor the lock probe's sampler (which takes the lock) runs there
+    out = execute(Job("k#1", "k", call="tests.unit.test_cpu_share:_body"), shared=False)
+    assert out.ok, out.error
+    assert out.whole_cpu_s is None and out.native_cpu_s is None
+    assert out.process_cpu_s >= out.thread_cpu_s + 0.2 - TICK

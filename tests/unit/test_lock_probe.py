@@ -44,24 +44,31 @@ def test_python_code_reads_as_holding_the_lock():
 @pytest.mark.parametrize("rate", [0.0, 0.5, 1.0])
 def test_a_sample_credits_the_share_of_the_spin_the_body_s_clock_moved(rate):
     """The arithmetic, on a body whose clock moves at ``rate`` of the wall clock while the sampler
-    holds the lock (1.0: native code on a core of its own; 0.0: waiting for the lock). How much
-    native code really runs on a core during a spin depends on the machine's load, so real
-    native code is not asserted here: a DuckDB query read 87% native on a quiet machine, and
-    under full load native time is under-read (README, "Predicting the run")."""
+    holds the lock (1.0: native code on a core of its own; 0.0: waiting for the lock). Both clocks
+    are the test's, stepped 1 us at every read, so no load on the machine can move the result.
+    How much native code really runs on a core during a spin depends on that load, so real native
+    code is not asserted here: a DuckDB query read 87% native on a quiet machine, and under full
+    load native time is under-read (README, "Predicting the run")."""
     from runners.lock_probe import _Body
+
+    now = [100.0]
+
+    def wall():
+        now[0] += 1e-6
+        return now[0]
 
     class Clocked(_Body):
         def read(self):
-            return time.perf_counter() * rate
+            return rate * wall()
 
-    probe = LockProbe(spin_s=0.002)  # long beside the microseconds a read takes
+    probe = LockProbe(spin_s=0.002, clock=wall)
     me = threading.get_ident()
-    start = time.perf_counter()
+    start = wall()
     probe._bodies[me] = body = Clocked(clock=0, last=start)
     for _ in range(20):
-        time.sleep(0.002)
+        now[0] += 0.002  # the sampler's sleep between samples
         probe.sample()
-    assert body.native_s == pytest.approx(rate * (body.last - start), rel=0.05, abs=1e-6)
+    assert body.native_s == pytest.approx(rate * (body.last - start), rel=0.01, abs=1e-9)
     assert probe.stop() == body.native_s
 
 
