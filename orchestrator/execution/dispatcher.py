@@ -303,15 +303,20 @@ class Dispatcher:
         self._dispatch()
 
     def _guard(self) -> tuple[float, int] | None:
-        """The heap key of the best service that may become ready while what runs now runs: a
-        successor, not yet ready, of a running or queued service."""
-        best = None
-        for i in itertools.chain(self._inflight, self._queued):
+        """The heap key of the best service that may become ready while what runs now runs: one
+        whose every unfinished upstream is running or queued. (One still waiting on a service
+        that has not started cannot be ready before a slot frees for that one first.)"""
+        active = list(itertools.chain(self._inflight, self._queued))
+        pending: dict[int, int] = {}  # successor -> how many of its unfinished upstreams are active
+        for i in active:
             for s in self.graph.succs[i]:
-                if self._q.waiting[s] > 0 and s not in self._q.skipped:
-                    key = (-self._rank[s], s)
-                    if best is None or key < best:
-                        best = key
+                pending[s] = pending.get(s, 0) + 1
+        best = None
+        for s, n in pending.items():
+            if n == self._q.waiting[s] and s not in self._q.skipped:
+                key = (-self._rank[s], s)
+                if best is None or key < best:
+                    best = key
         return best
 
     def _promote(self, j: int) -> None:
