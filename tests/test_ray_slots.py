@@ -96,7 +96,7 @@ def test_a_job_queued_behind_a_busy_slot_starts_there_when_it_ends_and_can_be_ta
         release.touch()
         a, b = outcomes(inbox, 2)
         assert (a.key, b.key) == ("first#1", "queued#1")  # the taken-back job never ran (it was before it)
-        assert a.worker == b.worker and b.start >= a.end  # the same slot process, one after the other
+        assert worker_pid(a.worker) == worker_pid(b.worker) and b.start >= a.end  # the same slot, one after the other
         assert inbox.empty()
         assert runner.recall(queued) is False  # it ran: nothing to take back
         again = runner.submit(job("again"), 1.0, inbox.put)  # the slot is idle again: a slot, not a task
