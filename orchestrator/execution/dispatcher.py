@@ -266,6 +266,8 @@ class Dispatcher:
         gives it (by the plan's estimates), while that slot has nothing queued yet. A slot that
         frees later must not take it: a short service's slot would then free first and find
         nothing, while the chosen one waits behind a long one."""
+        if self._q.running < self.max_concurrency:
+            return  # a slot is free: nothing is chosen ahead (``reserve_after``), so nothing to compute
         now = self.clock()
         free_at = {}  # running service -> when its slot is expected to free
         for i in self._inflight:

@@ -135,6 +135,16 @@ def drive(d: Dispatcher, runner: SlotRunner, order: list[str]) -> threading.Thre
     return t
 
 
+def one_slot(g: Graph) -> tuple[SlotRunner, Dispatcher, threading.Thread]:
+    """``g`` on one slot, its dispatcher running on a thread, settled after its first choices."""
+    runner = SlotRunner(1)
+    d = Dispatcher(make_plan(g, 1), runner, max_concurrency=1)
+    t = threading.Thread(target=d.run, daemon=True)
+    t.start()
+    settled(d)
+    return runner, d, t
+
+
 def fan_out(n: int = 6) -> Graph:
     return Graph([Service(f"s{k}", duration=float(n - k)) for k in range(n)])
 
@@ -215,11 +225,7 @@ def test_the_limits_hold_at_every_start_with_pools():
 
 def test_a_timed_out_service_gives_back_the_one_queued_behind_it_unspent():
     g = Graph([Service("hung", duration=9.0, timeout=0.2), Service("next", duration=1.0)])
-    runner = SlotRunner(1)
-    d = Dispatcher(make_plan(g, 1), runner, max_concurrency=1)
-    t = threading.Thread(target=d.run, daemon=True)
-    t.start()
-    settled(d)
+    runner, d, t = one_slot(g)
     assert runner.ahead == ["next#1"]
     deadline = time.monotonic() + 10
     while "next#1" not in runner.recalled and time.monotonic() < deadline:
@@ -235,11 +241,7 @@ def test_a_timed_out_service_gives_back_the_one_queued_behind_it_unspent():
 
 def test_a_cancel_takes_back_what_was_queued_and_does_not_call_it_cancelled():
     g = fan_out(3)
-    runner = SlotRunner(1)
-    d = Dispatcher(make_plan(g, 1), runner, max_concurrency=1)
-    t = threading.Thread(target=d.run, daemon=True)
-    t.start()
-    settled(d)
+    runner, d, t = one_slot(g)
     assert runner.ahead == ["s1#1"]
     d.cancel("stop")
     t.join(10)
@@ -250,11 +252,7 @@ def test_a_cancel_takes_back_what_was_queued_and_does_not_call_it_cancelled():
 
 def test_a_queued_service_whose_slot_is_lost_is_ready_again_its_attempt_unspent():
     g = fan_out(2)
-    runner = SlotRunner(1)
-    d = Dispatcher(make_plan(g, 1), runner, max_concurrency=1)
-    t = threading.Thread(target=d.run, daemon=True)
-    t.start()
-    settled(d)
+    runner, d, t = one_slot(g)
     assert runner.ahead == ["s1#1"]
     runner.lose_slot("s0")  # s1's loss is reported first: it never started
     for name in ("s0", "s1"):
