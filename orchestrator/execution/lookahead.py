@@ -1,0 +1,111 @@
+"""The dispatcher's lookahead: a slot's next service chosen while the slot is still busy.
+
+On Dask and Ray every hop costs a round trip: the worker ends a service, critpath hears
+of it, chooses, and sends the next (2-3 ms with 30 ms services: 10% of the run). So
+where no slot is free, the dispatcher chooses each slot's next service while the slot
+is still busy, by the same policy (``ReadyQueue.reserve_after``), and the runner queues
+it on that slot, to start there the moment the current one ends. The choice is made
+only when nothing that may become ready meanwhile outranks it, so the order is the
+policy's; it holds its slots from then on, so the limits are never exceeded. It counts
+as dispatched when the dispatcher hears that the one before it ended (then its timeout
+starts too). One taken back before it started (the one before it timed out, the run was
+cancelled) is ready again, its attempt unspent.
+
+``Lookahead`` is part of ``dispatcher.Dispatcher`` (a mixin: it reads and changes the
+dispatcher's own state, ``_inflight``, ``_q``, ``_runs``, ``plan``, ``runner``), kept in a
+module of its own so the dispatcher's loop reads without it. Its state: ``_queued`` (service
+-> its attempt sent ahead, not yet started) and ``_next`` (running service -> the service
+queued behind it).
+"""
+from __future__ import annotations
+
+import itertools
+
+from .flights import InFlight, Queued
+
+
+class Lookahead:
+    def _look_ahead(self) -> None:
+        """Queue the best ready service on the slot expected to free first, as list scheduling
+        gives it (by the plan's estimates), while that slot has nothing queued yet. A slot that
+        frees later must not take it: a short service's slot would then free first and find
+        nothing, while the chosen one waits behind a long one."""
+        if self._q.running < self.max_concurrency:
+            return  # a slot is free: nothing is chosen ahead (``reserve_after``), so nothing to compute
+        now = self.clock()
+        free_at = {}  # running service -> when its slot is expected to free
+        for i in self._inflight:
+            free_at[i] = max(now, (self._runs[i].dispatched or now) + self.plan.est[i])
+            if i in self._next:
+                free_at[i] += self.plan.est[self._next[i]]
+        guard = self._guard()
+        while free_at:
+            i = min(free_at, key=lambda k: (free_at[k], k))
+            flight = self._inflight[i]
+            if i in self._next or flight.handle is None:
+                return  # the first slot to free has its next already, or cannot take one
+            j = self._q.reserve_after(i, guard)
+            if j is None:
+                return
+            attempt, token = self._runs[j].attempts + 1, next(self._tokens)
+            try:
+                handle = self.runner.submit_behind(self._job(j, attempt), self._rank[j], self._done(j, token),
+                                                   flight.handle)
+            except Exception:  # it could not be sent now: it goes the usual way when a slot frees
+                handle = None
+            if handle is None:
+                self._q.unreserve(j)
+                return
+            self._queued[j] = Queued(i, attempt, handle, token)
+            self._next[i] = j
+            free_at[i] += self.plan.est[j]
+
+    def _steal(self) -> None:
+        """A slot is free and nothing ready can take it, while a service waits queued behind one
+        that runs on (it overran its estimate, or ended later than another): the most critical
+        of them is taken back and sent the usual way, to the free slot, as the policy would."""
+        j = min(self._queued, key=lambda k: (-self._rank[k], k))
+        self._take_back(j)
+        self._dispatch()
+
+    def _guard(self) -> tuple[float, int] | None:
+        """The heap key of the best service that may become ready while what runs now runs: one
+        whose every unfinished upstream is running or queued. (One still waiting on a service
+        that has not started cannot be ready before a slot frees for that one first.)"""
+        active = list(itertools.chain(self._inflight, self._queued))
+        pending: dict[int, int] = {}  # successor -> how many of its unfinished upstreams are active
+        for i in active:
+            for s in self.graph.succs[i]:
+                pending[s] = pending.get(s, 0) + 1
+        best = None
+        for s, n in pending.items():
+            if n == self._q.waiting[s] and s not in self._q.skipped:
+                key = (-self._rank[s], s)
+                if best is None or key < best:
+                    best = key
+        return best
+
+    def _promote(self, j: int) -> None:
+        """Queued ``j`` started: the one before it on its slot ended."""
+        qd = self._queued.pop(j)
+        self._next.pop(qd.behind, None)
+        self._q.take_over(j)
+        self._began(j, InFlight(qd.attempt, qd.handle, token=qd.token))
+        self._arm_timeout(j, qd.attempt)
+
+    def _unqueue(self, j: int) -> None:
+        """Queued ``j`` never started: ready again, its attempt unspent."""
+        qd = self._queued.pop(j)
+        self._next.pop(qd.behind, None)
+        self._q.unreserve(j)
+
+    def _take_back(self, j: int) -> None:
+        """Take queued ``j`` back from its slot; if it has started there already, it runs."""
+        try:
+            back = self.runner.recall(self._queued[j].handle)
+        except Exception:  # the slot cannot be reached: it runs or is lost, and says so
+            back = False
+        if back:
+            self._unqueue(j)
+        else:
+            self._promote(j)
