@@ -38,6 +38,19 @@ from tests.prefect_fixtures import prefect_server  # noqa: F401
 from tests.runner_fixtures import runner_name  # noqa: F401
 
 
+def pytest_configure(config):
+    """The tests send SIGINT as a terminal's Ctrl-C does, to a foreground job, whose SIGINT is at
+    its default. A test run started in the background by a non-interactive shell (``cmd &``, as a
+    CI script or ``nohup`` may start it) inherits SIGINT *ignored*, and every process it starts
+    would too: Python keeps an inherited ignore, so ``critpath serve`` never saw the Ctrl-C.
+    Here (in pytest's process and in each xdist worker) SIGINT is Python's usual handler again,
+    and the processes the tests start get it at its default."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def pytest_collection_modifyitems(items):
     """Every test that needs ``prefect_server`` (directly or through a fixture) is a server test."""
     for item in items:
