@@ -127,32 +127,43 @@ class DaskSlot:
     runs it on its event loop, which hands the job to the slot's thread: a plain method
     would go to the worker's one actor thread, where the slots of a worker would take turns."""
 
-    def __init__(self):
+    def __init__(self, root: str | None = None):
         from concurrent.futures import ThreadPoolExecutor
 
-        from distributed import get_worker
-
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="critpath-slot")
-        self._root = get_worker().local_directory  # where shipped code is unpacked
+        if root is None:
+            from distributed import get_worker
+
+            root = get_worker().local_directory
+        self._root = root  # where shipped code is unpacked
         self._waiting = {}  # key -> the job's future, until it starts: what ``recall`` can take back
         import collections
 
         self._arrived = set()  # keys of the jobs here now (a recall may come before its job: see there)
         self._ended = collections.deque(maxlen=1024)  # keys of the last jobs that ended here
         self._recalled = set()  # keys taken back before they came
+        self._coming = {}  # key -> an event set when job ``key`` arrives (a job sent behind it waits for it)
 
-    async def run(self, payload: bytes, shipped=None, key=None):
+    async def run(self, payload: bytes, shipped=None, key=None, after=None):
         """The job in ``payload`` (a ``runners.base.Job`` as a dict, pickled by the client, where
         a job that cannot be sent fails at once); ``shipped``: (version, modules) of the shipped
         code it runs with, None: as installed. Its ``Outcome``; None if it was recalled. A job
-        sent while another runs waits for it here, on the slot's thread (the lookahead)."""
+        sent while another runs waits for it here, on the slot's thread (the lookahead).
+        ``after``: the key of the job it was sent behind. Two calls may travel on two connections,
+        so the later one can come first: it waits until that job has come (or for its recall)."""
         import asyncio
 
+        if after is not None and after not in self._arrived and after not in self._ended:
+            coming = self._coming.setdefault(after, asyncio.Event())
+            await coming.wait()
         if key is not None:
             if key in self._recalled:
                 self._recalled.discard(key)
                 return None
             self._arrived.add(key)
+            coming = self._coming.pop(key, None)
+            if coming is not None:
+                coming.set()
         fut = self._thread.submit(_slot_job, payload, shipped, self._root)
         if key is not None:
             self._waiting[key] = fut

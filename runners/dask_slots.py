@@ -67,6 +67,7 @@ class Call:
     finished: bool = False
     exposed: bool = False  # critpath restarted its worker while it ran
     recalled: bool = False  # taken back before it started: its answer is nobody's
+    after: str | None = None  # the tag of the call it was sent behind (``send_behind``): it runs after that one
 
 
 @dataclass(eq=False)
@@ -129,7 +130,7 @@ class Slots:
             slot = behind.slot
             if behind.finished or slot.gone or slot.calls != [behind] or self._closed:
                 return None
-            call = Call(slot, job.key)
+            call = Call(slot, job.key, after=behind.tag)
             slot.calls.append(call)  # now, so that no other job is queued there meanwhile
         try:
             return self._call(slot, job, done, call)
@@ -178,7 +179,7 @@ class Slots:
 
     async def _run(self, call: Call, payload: bytes, done: Done) -> None:
         try:
-            answer = await self._send(call.slot, payload, call.tag)
+            answer = await self._send(call.slot, payload, call.tag, call.after)
         except Exception as exc:  # the worker cannot be reached: it died, or we restarted it
             if not call.recalled:
                 done(self._lost(call, exc))
@@ -196,12 +197,14 @@ class Slots:
         return (self.client.rpc(slot.worker) if self.client.direct_to_workers
                 else ProxyRPC(self.client.scheduler, slot.worker))
 
-    def _send(self, slot: Slot, payload: bytes, key: str | None = None):
+    def _send(self, slot: Slot, payload: bytes, key: str | None = None, after: str | None = None):
         from distributed.protocol import to_serialize
 
+        kwargs = {"key": key} if key else {}
+        if after:
+            kwargs["after"] = after
         return self._rpc(slot).actor_execute(actor=slot.key, function="run",
-                                             args=[to_serialize(payload), to_serialize(self.shipped)],
-                                             kwargs={"key": key} if key else {})
+                                             args=[to_serialize(payload), to_serialize(self.shipped)], kwargs=kwargs)
 
     def _ended(self, call: Call, ok: bool) -> None:
         with self._lock:

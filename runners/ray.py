@@ -308,7 +308,7 @@ class RayRunner:
             call = _Call(slot)
             slot.calls.append(call)
         try:
-            call.ref = slot.actor.run.remote(job, *self._actor_args, tag=call.tag)
+            call.ref = slot.actor.run.remote(job, *self._actor_args, tag=call.tag, after=behind.tag)
         except BaseException:
             with self._lock:
                 slot.calls.remove(call)
@@ -419,18 +419,24 @@ class _Slot:
     A job sent ahead (the lookahead) is already inside ``run`` while the one before it runs,
     waiting for its turn (``_turn``), so it starts the moment that one ends: as a second Ray
     task in line it would first wait for Ray's own work between two tasks (about 1 ms here).
-    ``recall`` runs beside them (its own concurrency group): a job sent ahead is taken back if
-    it has not had its turn, even if it has not come yet."""
+    An actor with two threads does not keep its calls in order, so a job sent ahead names the
+    one it was sent behind (``after``) and waits until that one has had its turn. ``recall``
+    runs beside them (its own concurrency group): a job sent ahead is taken back if it has not
+    had its turn, even if it has not come yet."""
 
     def __init__(self):
         import collections
 
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._turn = threading.Lock()  # one job at a time; at most one more waits (the runner sends no more)
         self._recalled: set[str] = set()
         self._started = collections.deque(maxlen=1024)  # tags of the last jobs that had their turn
 
-    def run(self, job: Job, modules: tuple[str, ...] | None = None, tag: str | None = None):
+    def run(self, job: Job, modules: tuple[str, ...] | None = None, tag: str | None = None,
+            after: str | None = None):
+        if after is not None:
+            with self._lock:
+                self._lock.wait_for(lambda: after in self._started or tag in self._recalled)
         with self._turn:
             if tag is not None:
                 with self._lock:
@@ -438,6 +444,7 @@ class _Slot:
                         self._recalled.discard(tag)
                         return None
                     self._started.append(tag)
+                    self._lock.notify_all()
             return execute(job, shared=False) if modules is None else execute_shipped(job, modules, shared=False)
 
     def recall(self, tag: str) -> bool:
@@ -445,6 +452,7 @@ class _Slot:
             if tag in self._started:
                 return False
             self._recalled.add(tag)
+            self._lock.notify_all()
             return True
 
 

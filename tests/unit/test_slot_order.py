@@ -1,0 +1,96 @@
+"""A slot's actor runs a job sent behind another (the dispatcher's lookahead) only after that one,
+whatever order the two calls come in: the Ray slot runs calls on two threads, which Ray does not
+keep in order, and a Dask client may send two calls to one worker on two connections.
+
+The actors' classes are plain Python, driven here without an engine: the job sent behind comes
+first, and must wait (it cannot end before the one it names has come), and a recall takes it back
+while it waits.
+"""
+from __future__ import annotations
+
+import asyncio
+import pickle
+import threading
+
+from runners.base import Job, job_fields
+from runners.bootstrap import DaskSlot
+from runners.ray import _Slot
+
+#: bounds a join only; the assertions never depend on how long anything took
+JOIN_S = 30.0
+
+
+def _job(name: str, seconds: float) -> Job:
+    return Job(f"{name}#1", name, duration=seconds)
+
+
+def _in_thread(fn, *args, **kwargs):
+    out: dict = {}
+    t = threading.Thread(target=lambda: out.setdefault("value", fn(*args, **kwargs)), daemon=True)
+    t.start()
+    return t, out
+
+
+def test_ray_slot_runs_a_job_sent_behind_only_after_the_one_it_names():
+    slot = _Slot()
+    behind, b = _in_thread(slot.run, _job("b", 0.0), tag="b", after="a")
+    behind.join(0.3)
+    assert behind.is_alive(), "the job sent behind 'a' ran before 'a' came"
+    first, a = _in_thread(slot.run, _job("a", 0.1), tag="a")
+    first.join(JOIN_S)
+    behind.join(JOIN_S)
+    assert a["value"].ok and b["value"].ok
+    assert b["value"].start >= a["value"].end
+
+
+def test_ray_slot_recall_takes_back_a_job_waiting_for_the_one_it_names():
+    slot = _Slot()
+    behind, b = _in_thread(slot.run, _job("b", 0.0), tag="b", after="a")
+    assert slot.recall("b") is True
+    behind.join(JOIN_S)
+    assert not behind.is_alive() and b["value"] is None
+    # the one it named still runs when it comes, and then cannot be recalled
+    _, a = _in_thread(slot.run, _job("a", 0.0), tag="a")
+    assert _wait(lambda: "value" in a) and a["value"].ok
+    assert slot.recall("a") is False
+
+
+def _wait(predicate) -> bool:
+    done = threading.Event()
+    for _ in range(int(JOIN_S * 100)):
+        if predicate():
+            return True
+        done.wait(0.01)
+    return False
+
+
+def _payload(job: Job) -> bytes:
+    return pickle.dumps(job_fields(job))
+
+
+def test_dask_slot_runs_a_job_sent_behind_only_after_the_one_it_names(tmp_path):
+    async def main():
+        slot = DaskSlot(root=str(tmp_path))
+        behind = asyncio.create_task(slot.run(_payload(_job("b", 0.0)), None, key="b", after="a"))
+        done, _ = await asyncio.wait([behind], timeout=0.3)
+        assert not done, "the job sent behind 'a' ran before 'a' came"
+        a = await slot.run(_payload(_job("a", 0.1)), None, key="a")
+        b = await behind
+        return a, b
+
+    a, b = asyncio.run(main())
+    assert a.ok and b.ok
+    assert b.start >= a.end
+
+
+def test_dask_slot_recall_takes_back_a_job_waiting_for_the_one_it_names(tmp_path):
+    async def main():
+        slot = DaskSlot(root=str(tmp_path))
+        behind = asyncio.create_task(slot.run(_payload(_job("b", 0.0)), None, key="b", after="a"))
+        await asyncio.sleep(0)  # it is waiting for 'a' now
+        assert await slot.recall("b") is True
+        a = await slot.run(_payload(_job("a", 0.0)), None, key="a")
+        return a, await behind, await slot.recall("a")
+
+    a, b, late = asyncio.run(main())
+    assert a.ok and b is None and late is False
