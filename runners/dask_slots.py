@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .base import Done, Job, RestartedWorkerLost, WorkerLost, first_line, job_fields, new_tag
+from .slotbook import free_behind, off_slot
 
 #: at most one refill attempt per this many seconds while slots are missing (a worker that
 #: is gone for good must not cost every submit a round trip to the scheduler)
@@ -128,7 +129,7 @@ class Slots:
         cannot be (``behind`` ended, its slot is gone, or it has a job queued already)."""
         with self._lock:
             slot = behind.slot
-            if behind.finished or slot.gone or slot.calls != [behind] or self._closed:
+            if self._closed or not free_behind(behind):
                 return None
             call = Call(slot, job.key, after=behind.tag)
             slot.calls.append(call)  # now, so that no other job is queued there meanwhile
@@ -153,10 +154,7 @@ class Slots:
             with self._lock:
                 call.recalled = call.finished = True
                 self._calls.discard(call)
-                if call in call.slot.calls:
-                    call.slot.calls.remove(call)
-                if not call.slot.calls and not call.slot.gone and call.slot not in self._idle:
-                    self._idle.append(call.slot)
+                off_slot(call, self._idle)
         return bool(back)
 
     async def _recall(self, call: Call):
@@ -210,16 +208,10 @@ class Slots:
         with self._lock:
             call.finished = True
             self._calls.discard(call)
-            slot = call.slot
-            if call in slot.calls:
-                slot.calls.remove(call)
-            if slot.gone:
-                return
-            if not ok:  # an actor whose call failed is not trusted again
-                self._drop([slot])
-            elif not slot.calls:
-                self._idle.append(slot)
-            # else: the job queued behind this one runs there now; the slot stays busy
+            if ok:
+                off_slot(call, self._idle)
+            elif not call.slot.gone:  # an actor whose call failed is not trusted again (a gone slot's books
+                self._drop([call.slot])  # are never read again)
 
     def _lost(self, call: Call, exc: BaseException) -> WorkerLost:
         with self._lock:

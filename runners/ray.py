@@ -67,6 +67,7 @@ from .base import (
     probe,
     shared_env_problem,
 )
+from .slotbook import free_behind, off_slot
 
 #: Environment variables an existing cluster's workers get from here: the knobs services read
 #: (README, "The bundled refresh"). Never every CRITPATH_* variable: one may hold a password.
@@ -302,9 +303,9 @@ class RayRunner:
         """Queue ``job`` on the slot running ``behind`` (a handle of ``submit``): its actor runs
         it the moment that one ends (the dispatcher's lookahead). None when it cannot be."""
         with self._lock:
-            slot = behind.slot if isinstance(behind, _Call) else None
-            if slot is None or behind.finished or slot.gone or slot.calls != [behind]:
+            if not isinstance(behind, _Call) or not free_behind(behind):
                 return None
+            slot = behind.slot
             call = _Call(slot)
             slot.calls.append(call)
         try:
@@ -332,7 +333,7 @@ class RayRunner:
         if back:
             with self._lock:
                 call.recalled = call.finished = True
-                _off_slot(call, self._idle)
+                off_slot(call, self._idle)
         return bool(back)
 
     def _watch(self, call: "_Call", job: Job, done: Done) -> None:
@@ -361,7 +362,7 @@ class RayRunner:
             if slot is None or slot.gone:
                 return
             if ok:
-                _off_slot(call, self._idle)
+                off_slot(call, self._idle)
             else:  # a slot whose call failed is not trusted again
                 slot.gone = True
                 self._slots.remove(slot)
@@ -401,16 +402,6 @@ def _kill(*actors) -> None:
 #: Ray's errors that mean the process running the service is gone
 _LOST = ("WorkerCrashedError", "NodeDiedError", "OutOfMemoryError", "RayActorError", "ActorDiedError",
          "ActorUnavailableError", "LocalRayletDiedError")
-
-
-def _off_slot(call: "_Call", idle: list) -> None:
-    """(Under the runner's lock.) ``call`` no longer runs on its slot, which is idle again when
-    nothing else was sent there."""
-    slot = call.slot
-    if call in slot.calls:
-        slot.calls.remove(call)
-    if not slot.calls and not slot.gone and slot not in idle:
-        idle.append(slot)
 
 
 class _Slot:

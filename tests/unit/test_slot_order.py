@@ -94,3 +94,49 @@ def test_dask_slot_recall_takes_back_a_job_waiting_for_the_one_it_names(tmp_path
 
     a, b, late = asyncio.run(main())
     assert a.ok and b is None and late is False
+
+
+# -- the books both runners keep per slot (runners.slotbook) -------------------------------------
+
+class _Book:
+    def __init__(self):
+        self.gone, self.calls = False, []
+
+
+class _Sent:
+    def __init__(self, slot):
+        self.slot, self.finished = slot, False
+        if slot is not None:
+            slot.calls.append(self)
+
+
+def test_a_job_is_sent_behind_only_a_running_call_alone_on_a_live_slot():
+    from runners.slotbook import free_behind
+
+    slot = _Book()
+    running = _Sent(slot)
+    assert free_behind(running)
+    queued = _Sent(slot)
+    assert not free_behind(running) and not free_behind(queued)  # one queued job at most
+    slot.calls.remove(queued)
+    running.finished = True
+    assert not free_behind(running)  # it ended: the slot takes a job the usual way
+    running.finished, slot.gone = False, True
+    assert not free_behind(running)
+    assert not free_behind(_Sent(None))  # sent as a plain task: no slot to queue on
+
+
+def test_a_slot_is_idle_again_only_when_nothing_else_was_sent_there():
+    from runners.slotbook import off_slot
+
+    slot, idle = _Book(), []
+    running, queued = _Sent(slot), _Sent(slot)
+    off_slot(running, idle)
+    assert idle == [] and slot.calls == [queued]  # the queued job runs there now
+    off_slot(queued, idle)
+    off_slot(queued, idle)  # said twice (a recall and a late answer): idle once
+    assert idle == [slot] and slot.calls == []
+    gone = _Book()
+    gone.gone = True
+    off_slot(_Sent(gone), idle)
+    assert idle == [slot]  # a gone slot is never idle again
