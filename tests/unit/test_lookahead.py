@@ -261,3 +261,21 @@ def test_a_queued_service_whose_slot_is_lost_is_ready_again_its_attempt_unspent(
     t.join(10)
     assert d.runs["s0"].attempts == 2 and d.runs["s0"].lost_worker  # a lost worker earns one more
     assert d.runs["s1"].attempts == 1 and d.runs["s1"].state == "completed"
+
+
+def test_a_queued_services_report_before_the_one_ahead_of_its_counts_it_as_started():
+    """Two reports may come back in either order (a Ray actor's two ObjectRefs, a Dask worker's two
+    connections): the queued service's first means the one ahead of it has ended."""
+    runner, d, t = one_slot(Graph([Service("a", duration=2.0), Service("b", duration=1.0)]))
+    assert (runner.started, runner.ahead) == (["a#1"], ["b#1"])
+    with runner.lock:  # a ends on its slot and b starts there, but a's report is held back
+        slot = runner.slots[0]
+        job_a, done_a = slot[0]
+        runner._end(slot)
+    runner.finish("b")
+    settled(d)
+    done_a(Outcome(job_a.key, True, 1.0, 2.0, "slots:1"))
+    t.join(10)
+    assert not t.is_alive()
+    assert {n: (r.state, r.attempts) for n, r in d.runs.items()} == {"a": ("completed", 1), "b": ("completed", 1)}
+    assert runner.started == ["a#1", "b#1"] and runner.recalled == []
