@@ -50,18 +50,10 @@ def test_ray_slot_recall_takes_back_a_job_waiting_for_the_one_it_names():
     behind.join(JOIN_S)
     assert not behind.is_alive() and b["value"] is None
     # the one it named still runs when it comes, and then cannot be recalled
-    _, a = _in_thread(slot.run, _job("a", 0.0), tag="a")
-    assert _wait(lambda: "value" in a) and a["value"].ok
+    first, a = _in_thread(slot.run, _job("a", 0.0), tag="a")
+    first.join(JOIN_S)
+    assert a["value"].ok
     assert slot.recall("a") is False
-
-
-def _wait(predicate) -> bool:
-    done = threading.Event()
-    for _ in range(int(JOIN_S * 100)):
-        if predicate():
-            return True
-        done.wait(0.01)
-    return False
 
 
 def _payload(job: Job) -> bytes:
