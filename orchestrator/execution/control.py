@@ -43,10 +43,19 @@ class RunControl:
 class cancel_on_signals:
     """SIGINT/SIGTERM cancel the run (in-flight work is cancelled on the engine and the
     flow run ends Cancelled), saying so on stderr at once; a second signal exits at once.
-    Must be entered in the main thread; previous handlers are restored on exit."""
+    Must be entered in the main thread.
 
-    def __init__(self, control: RunControl):
+    On exit the previous handlers come back, except when a signal has been received (the
+    run is ending: a second signal exits at once wherever it lands, never as a traceback)
+    or ``keep`` is set. ``keep`` is for the guard inside a flow run: the handler it
+    replaces is Prefect's, which raises ``TerminationSignal`` wherever the main thread is,
+    so a SIGTERM between the dispatcher's end and the flow run's end would crash the
+    flow run instead of cancelling it. Prefect puts back the handler it found (critpath's
+    outer one) when the flow run ends."""
+
+    def __init__(self, control: RunControl, keep: bool = False):
         self.control = control
+        self.keep = keep
         self.previous: dict = {}
 
     def _handler(self, signum, frame):
@@ -68,6 +77,8 @@ class cancel_on_signals:
         return self.control
 
     def __exit__(self, *exc):
+        if self.keep or self.control.signal is not None:
+            return
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
 

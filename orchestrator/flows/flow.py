@@ -191,10 +191,10 @@ def refresh_in_flow(plan, runner, observers: Iterable = (), result: dict | None 
         if control is not None:
             control.attach(dispatcher)
         # Prefect installs its own SIGTERM handler when the flow run starts: take the
-        # signals back for the dispatcher while it runs (only the main thread can)
+        # signals back for the rest of the flow run (only the main thread can)
         import threading
 
-        guard = (cancel_on_signals(control) if control is not None and control.handles_signals
+        guard = (cancel_on_signals(control, keep=True) if control is not None and control.handles_signals
                  and threading.current_thread() is threading.main_thread() else nullcontext())
         with guard, watcher or nullcontext():  # its events go out before the recorder drains
             runs = dispatcher.run()

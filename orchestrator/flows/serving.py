@@ -93,7 +93,7 @@ def refresh(folder: str = ".", config: str | None = None, graph: str | None = No
     # handler cancels the refresh instead: work stops on the engine, the run ends Cancelled.
     control = RunControl()
     main = threading.current_thread() is threading.main_thread()
-    with cancel_on_signals(control) if main else nullcontext():
+    with cancel_on_signals(control, keep=True) if main else nullcontext():
         from ..execution.shipping import code_for
 
         code = code_for(g, name, address or cfg.address, ship=cfg.ship, requirements=cfg.requirements,
