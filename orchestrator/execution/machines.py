@@ -10,19 +10,28 @@ workers); the runner's own per-service overhead as history measured it. ``planni
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 from runners import layout
 
 from ..inputs.cores import local_cores
 from ..inputs.history import History
-from ..planning.estimates import Estimate, Observed, estimates, overhead
+from ..planning.estimates import Estimate, Observed, background, estimates, overhead
 from ..planning.graph import Graph
 from ..planning.machine import Machine
 
 
+def runs_here(runner=None) -> bool:
+    """Whether the services run on this machine: every runner but one connected to a cluster at an
+    address (a local Dask or Ray cluster is started here)."""
+    return getattr(runner, "address", None) is None
+
+
 def machine_for(runner_name: str, runner=None, observed: dict[str, list[Observed]] | None = None,
-                workers: int | None = None) -> Machine:
-    """``runner``: the started runner, if any; else ``workers``: the slots it will be started with."""
+                workers: int | None = None, loads: Sequence[float] = ()) -> Machine:
+    """``runner``: the started runner, if any; else ``workers``: the slots it will be started with.
+    ``loads``: the background load of the runner's recent runs here (``History.background``), used
+    where the services run on this machine."""
     cluster = getattr(runner, "cores", None)
     if cluster:
         cores, source = float(cluster), f"the {runner_name} cluster at {getattr(runner, 'address', '?')}"
@@ -30,7 +39,8 @@ def machine_for(runner_name: str, runner=None, observed: dict[str, list[Observed
         cores, source = local_cores()
     everything = [o for obs in (observed or {}).values() for o in obs]
     return Machine(cores=cores, gil_procs=shared_locks(runner_name, runner, workers),
-                   overhead_s=overhead(everything, runner_name), source=source)
+                   overhead_s=overhead(everything, runner_name), source=source,
+                   background=background(loads) if runs_here(runner) else 0.0)
 
 
 def shared_locks(runner_name: str, runner=None, workers: int | None = None) -> tuple[int, ...]:
@@ -59,5 +69,6 @@ def planning_inputs(graph: Graph, runner_name: str, runner=None, history: Histor
                     workers: int | None = None) -> PlanningInputs:
     observed = history.observed() if history is not None else {}
     return PlanningInputs(estimates(graph, observed, runner_name),
-                          machine_for(runner_name, runner, observed, workers),
+                          machine_for(runner_name, runner, observed, workers,
+                                      history.background(runner_name) if history is not None else ()),
                           history.runs() if history is not None else 0, observed)

@@ -7,9 +7,9 @@ overhead measures it.
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Callable, Mapping
 
-from ..inputs.history import AttemptRow, History
+from ..inputs.history import AttemptRow, History, MachineLoad
 from .events import Event, ServiceRun
 
 _ENDS = {Event.COMPLETE, Event.RETRY, Event.FAIL, Event.CANCEL}
@@ -65,17 +65,29 @@ def outcome_of(kind: Event, run: ServiceRun) -> str:
 
 
 class HistoryObserver:
+    """``busy``: where the services run on this machine, a reader of its busy CPU seconds
+    (``inputs.cores.busy_reader``): read at the first dispatch and at every attempt's end, for the
+    run's ``MachineLoad`` (the machine model's background load). About 30 us a reading."""
+
     def __init__(self, history: History, run_id: str, runner: str, cores: float | None = None,
-                 max_concurrency: int | None = None, pools: Mapping[str, int] | None = None):
+                 max_concurrency: int | None = None, pools: Mapping[str, int] | None = None,
+                 busy: Callable[[], float] | None = None):
         self.history = history
         self.run_id, self.runner, self.cores = run_id, runner, cores
         self.max_concurrency, self.pools = max_concurrency, dict(pools or {})
         self.flow_run_id: str | None = None
         self.services: set[str] = set()
+        self.busy = busy
+        self._first: tuple[float, float] | None = None  # (t, busy) at the first dispatch
+        self._last: tuple[float, float] | None = None  # (t, busy) at the latest end
 
     def on_event(self, kind: Event, run: ServiceRun, t: float, **info) -> None:
+        if self.busy is not None and kind == Event.DISPATCH and self._first is None:
+            self._first = (t, self.busy())
         if kind not in _ENDS:
             return
+        if self._first is not None:
+            self._last = (t, self.busy())
         outcome = info.get("outcome")
         last = run.history[-1] if run.history and kind != Event.CANCEL else None
         self.history.record(AttemptRow(
@@ -91,6 +103,9 @@ class HistoryObserver:
         self.services.add(run.name)
 
     def close(self) -> None:
-        """Keep only the last runs of the services this run touched."""
+        """The run's machine load, then keep only the last runs of the services this run touched."""
+        if self._first is not None and self._last is not None and self._last[0] > self._first[0]:
+            self.history.record_load(MachineLoad(self.run_id, self.runner, self._first[0], self._last[0],
+                                                 self._last[1] - self._first[1]))
         if self.services:
             self.history.prune(self.services)

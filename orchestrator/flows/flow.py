@@ -18,9 +18,10 @@ from typing import Callable, Iterable
 from ..execution.control import RunControl, cancel_on_signals
 from ..execution.deadline import DeadlineWatch, watch_for
 from ..execution.engines import started
-from ..execution.machines import planning_inputs
+from ..execution.machines import planning_inputs, runs_here
 from ..execution.recording import HistoryObserver
 from ..execution.report import build_report, write_report
+from ..inputs.cores import busy_reader
 from ..inputs.history import History
 from ..planning.deadline import Deadline
 from ..planning.deadline import resolve as resolve_deadline
@@ -115,7 +116,8 @@ def run(graph: Graph, runner="threads", *, max_concurrency: int | None = None, w
             on_plan(plan)
         result: dict = {}
         recording = [] if history is None else [
-            HistoryObserver(history, run_id or uuid.uuid4().hex, runner.name, inputs.machine.cores, limit, graph.pools)]
+            HistoryObserver(history, run_id or uuid.uuid4().hex, runner.name, inputs.machine.cores, limit, graph.pools,
+                            busy=busy_reader() if runs_here(runner) else None)]
 
         def refresh(graph_source: str, runner_name: str, max_concurrency: int, services: int):
             return refresh_in_flow(plan, runner, [*observers, *recording], result, control, secrets=secrets,

@@ -69,3 +69,47 @@ def local_cores(root: str | os.PathLike = "/sys/fs/cgroup",
     if quota is not None and quota < n:
         n, source = quota, "cgroup CPU quota"
     return max(n, 1e-3), source
+
+
+def cgroup_usage_s(root: str | os.PathLike = "/sys/fs/cgroup",
+                   proc_cgroup: str | os.PathLike = "/proc/self/cgroup") -> float | None:
+    """CPU seconds this process's cgroup has used (v2 ``cpu.stat`` usage_usec, v1 ``cpuacct.usage``)."""
+    v2, v1 = _cgroup_paths(Path(root), Path(proc_cgroup))
+    for folder in v2:
+        try:
+            for line in (folder / "cpu.stat").read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "usage_usec":
+                    return int(value) / 1e6
+        except (OSError, ValueError):
+            continue
+    for folder in [*v1, *(f.parent / "cpuacct" / f.name for f in v1)]:
+        try:
+            return int((folder / "cpuacct.usage").read_text()) / 1e9
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def busy_reader():
+    """A function returning the CPU seconds the CPUs this process may use have been busy, whoever
+    used them (differences of two readings are what count): under a cgroup quota, the cgroup's
+    own usage (its quota is what it shares); else the busy time of the CPUs of its affinity, from
+    the kernel's per-CPU counters (about 30 us a reading). Which one is chosen once, here."""
+    import psutil
+
+    if cgroup_quota() is not None and cgroup_usage_s() is not None:
+        return lambda: cgroup_usage_s() or 0.0
+    try:
+        mine = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        mine = None
+
+    def busy() -> float:
+        per_cpu = psutil.cpu_times(percpu=True)
+        chosen = [per_cpu[i] for i in mine if i < len(per_cpu)] if mine else per_cpu
+        # Linux counts a guest's time in user and nice already; idle, iowait and steal are not busy
+        return sum(t.user + t.system + getattr(t, "nice", 0.0) + getattr(t, "irq", 0.0)
+                   + getattr(t, "softirq", 0.0) for t in chosen)
+
+    return busy

@@ -17,6 +17,12 @@ held that process's interpreter lock), and the worker process that ran it (``pro
 ``host:pid``: the services of one run with the same process shared its lock). The last
 ``keep_runs`` runs of each service are kept (default 50).
 
+Per run on this machine (a local runner), one more row (``machine_load``): from its first
+dispatch to its last attempt's end, the CPU seconds the whole machine was busy. Less the
+services' own CPU seconds, that is the load of everything else while the run ran (critpath's
+bookkeeping, the Prefect server, the engine's scheduler and workers, other tenants), the
+``background`` the machine model takes off the cores (``History.background``).
+
 A file that is not a database, or a database that is not critpath's history, is one
 ``CritpathError`` naming the file and how to move it aside; nothing is overwritten.
 """
@@ -66,11 +72,33 @@ CREATE TABLE IF NOT EXISTS attempts (
     recorded_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS attempts_by_service ON attempts (service, id);
+CREATE TABLE IF NOT EXISTS machine_load (
+    run_id TEXT PRIMARY KEY,
+    runner TEXT NOT NULL,
+    start REAL NOT NULL,
+    "end" REAL NOT NULL,
+    busy_s REAL NOT NULL,
+    recorded_at REAL NOT NULL
+);
 """
 COLUMNS = ("service", "run_id", "flow_run_id", "runner", "cores", "max_concurrency", "pools", "attempt",
            "outcome", "start", "end", "dispatched", "finished", "cpu_s", "gil_s", "cpu_wait_s", "process", "native_s")
 #: columns added since version 1's first files, with their types: added to an older file when it is opened
 ADDED = {"cpu_wait_s": "REAL", "process": "TEXT", "native_s": "REAL"}
+
+
+#: runs whose background load the planner reads (``History.background``)
+RECENT_LOADS = 20
+
+
+@dataclass(frozen=True)
+class MachineLoad:
+    """This machine's busy CPU seconds (every core, all processes) over one run."""
+    run_id: str
+    runner: str
+    start: float  # the run's first dispatch
+    end: float  # its last attempt's end
+    busy_s: float
 
 
 @dataclass(frozen=True)
@@ -194,6 +222,16 @@ class History:
         except sqlite3.DatabaseError as exc:
             raise _not_ours(self.path, str(exc)) from None
 
+    def record_load(self, load: "MachineLoad") -> None:
+        """The machine's busy CPU seconds over one run, committed now."""
+        db = self.open()._db
+        try:
+            db.execute('INSERT OR REPLACE INTO machine_load (run_id, runner, start, "end", busy_s, recorded_at) '
+                       "VALUES (?, ?, ?, ?, ?, ?)",
+                       (load.run_id, load.runner, load.start, load.end, load.busy_s, time.time()))
+        except sqlite3.DatabaseError as exc:
+            raise _not_ours(self.path, str(exc)) from None
+
     def prune(self, services: Iterable[str] | None = None) -> None:
         """Keep the last ``keep_runs`` runs of each service (of ``services``, default all)."""
         db = self.open()._db
@@ -204,6 +242,7 @@ class History:
                 db.execute("""DELETE FROM attempts WHERE service = ? AND run_id NOT IN (
                                   SELECT run_id FROM attempts WHERE service = ?
                                   GROUP BY run_id ORDER BY MAX(id) DESC LIMIT ?)""", (name, name, self.keep_runs))
+            db.execute("DELETE FROM machine_load WHERE run_id NOT IN (SELECT DISTINCT run_id FROM attempts)")
 
     # -- reading ----------------------------------------------------------------------------------
     def rows(self, services: Iterable[str] | None = None) -> list[dict]:
@@ -236,6 +275,25 @@ class History:
                 overhead = max(0.0, (r["finished"] - r["dispatched"]) - wall - lock_wait[k])
             out.setdefault(r["service"], []).append(
                 Observed(alone[k], r["runner"], r["cpu_s"], r["gil_s"], overhead, wall))
+        return out
+
+    def background(self, runner: str, recent: int = RECENT_LOADS) -> list[float]:
+        """Per run of ``runner`` on this machine (the last ``recent``, oldest first): the cores kept
+        busy by everything but its services, on average from its first dispatch to its last end.
+        Only runs whose every attempt measured its CPU seconds count: an attempt cancelled or lost
+        in flight used CPU nobody measured, which would read as background."""
+        db = self.open()._db
+        try:
+            loads = db.execute('SELECT run_id, start, "end", busy_s FROM machine_load WHERE runner = ? '
+                               "ORDER BY recorded_at DESC LIMIT ?", (runner, recent)).fetchall()
+            out = []
+            for run_id, start, end, busy in reversed(loads):
+                n, measured, cpu = db.execute("SELECT COUNT(*), COUNT(cpu_s), TOTAL(cpu_s) FROM attempts "
+                                              "WHERE run_id = ?", (run_id,)).fetchone()
+                if n and n == measured and end > start:
+                    out.append(max(0.0, (busy - cpu) / (end - start)))
+        except sqlite3.DatabaseError as exc:
+            raise _not_ours(self.path, str(exc)) from None
         return out
 
     def runs(self) -> int:

@@ -90,3 +90,11 @@ def overhead(observed: Iterable[Observed], runner: str | None) -> float:
     """The runner's median per-service overhead in history (0 when none was measured)."""
     values = [o.overhead_s for o in observed if o.runner == runner and _finite(o.overhead_s)]
     return float(statistics.median(values[-500:])) if values else 0.0
+
+
+def background(loads: Sequence[float]) -> float:
+    """The cores the machine keeps busy besides a run's services (its bookkeeping, the Prefect
+    server, the engine's scheduler, other work), from the runner's recent runs: their median, so
+    one run beside a noisy neighbour does not move the plan; 0 without any."""
+    good = [x for x in loads if _finite(x)]
+    return float(statistics.median(good)) if good else 0.0

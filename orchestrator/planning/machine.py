@@ -25,8 +25,12 @@ Model (processor sharing):
     service's lock demand over all the locks, keeps the unevenness that really happens:
     three services on two processes are a pair sharing a lock and one alone, not three
     at 1.5 x. Where a runner places otherwise, the model is optimistic.
+  * ``Machine.background``: the cores everything else keeps busy while a run runs here
+    (critpath's own bookkeeping, the Prefect server, a local cluster's scheduler, other
+    work), measured per run in history (machine busy time less the services' CPU time).
+    On 2 cores that is 0.1-0.3 of them: services saturating the cores get the rest.
   * a service alone takes ``est + overhead``. With others running, the part of its time
-    it spends on a CPU (``min(1, cpu)`` of it) slows by ``max(1, total cpu / cores)``,
+    it spends on a CPU (``min(1, cpu)`` of it) slows by ``max(1, total cpu / free cores)``,
     or, for a service holding a lock, by its process's ``max(1, total gil)`` there when
     that is worse: across processes the services share only the cores. The rest
     (waiting on I/O, sleeping, the runner's overhead) does not slow.
@@ -56,6 +60,16 @@ class Machine:
     overhead_s: float = 0.0  # the runner's own time per service, off the CPU
     #: where ``cores`` came from, for people: "os.sched_getaffinity", "cgroup cpu.max", "dask scheduler", ...
     source: str = ""
+    #: cores kept busy by everything but the services while a run ran here (see ``free_cores``)
+    background: float = 0.0
+
+
+def free_cores(machine: Machine, running: int) -> float:
+    """The cores left to ``running`` services: ``cores`` less the background load history measured
+    (critpath's bookkeeping, the Prefect server, the engine's scheduler, other work). The kernel's
+    fair scheduler gives a background that wants more no more than one runnable's share, as if it
+    were one more service: hence the floor."""
+    return max(machine.cores - machine.background, machine.cores / (running + 1))
 
 
 @dataclass(frozen=True)
@@ -81,7 +95,7 @@ def rates(running: Sequence[int], demand: Sequence[Demand], machine: Machine,
     index in ``machine.gil_procs`` of the process it runs in (default: the first)."""
     where = where or {}
     total_cpu = sum(demand[i].cpu for i in running)
-    slow_cpu = max(1.0, total_cpu / machine.cores) if machine.cores > 0 else 1.0
+    slow_cpu = max(1.0, total_cpu / free_cores(machine, len(running))) if machine.cores > 0 else 1.0
     held: dict[int, float] = {}  # per process: the lock demand of the services running in it
     if machine.gil_procs:
         for i in running:

@@ -101,6 +101,7 @@ class Plan:
             "predicted_makespan_s": self.predicted_makespan_s,
             "cores": self.machine.cores if self.machine else None,
             "cores_source": self.machine.source if self.machine else None,
+            "background_cores": self.machine.background if self.machine else None,
             "cpu_work_s": self.cpu_work_s,
             "cpu_aware": self.cpu_aware,
         }

@@ -24,6 +24,8 @@ def print_plan(p: Plan, console: Console | None = None, top: int = 15, source: s
         console.print(f"predicted makespan [bold]{p.predicted_makespan_s:.2f} s[/] ({ratio:.2f} x bound) "
                       f"on {p.machine.cores:g} cores "
                       f"({p.machine.source}; CPU work {p.cpu_work_s:.2f} s"
+                      + (f"; {p.machine.background:.2f} of them busy with other work, from history"
+                         if p.machine.background else "")
                       + (", cpu-aware" if p.cpu_aware else "") + f"); estimates: {said}")
     if p.pool_bounds_s:
         worst = max(p.pool_bounds_s, key=p.pool_bounds_s.get)
