@@ -1,14 +1,16 @@
 """``critpath history``: per service, what history holds and which estimate the planner will use.
 
 JSON keys (public): ``{"file", "runs", "services": {name: {"runs", "attempts", "successes", "p50_s",
-"p90_s", "last_s", "last_outcome", "cpu_share", "estimate_s", "estimate_source"}}}``.
+"p90_s", "last_s", "last_outcome", "cpu_share", "estimate_s", "estimate_source"}}, "background":
+{runner: {"runs", "cores"}}}``: ``background`` is, per runner, how many recent runs here measured the
+machine's other load and the median cores it kept busy (what the machine model takes off the cores).
 """
 from __future__ import annotations
 
 import statistics
 
 from ..inputs.history import History
-from ..planning.estimates import estimate
+from ..planning.estimates import background, estimate
 from ..planning.graph import Graph
 
 
@@ -47,7 +49,9 @@ def summarise(history: History, graph: Graph | None, names: list[str], runner: s
             e = estimate(graph.services[name], ok, runner)
             entry.update(estimate_s=e.seconds, estimate_source=e.source)
         out[name] = entry
-    return {"file": str(history.path), "runs": history.runs(), "services": out}
+    loads = {r: history.background(r) for r in sorted({r["runner"] for r in history.rows()})}
+    return {"file": str(history.path), "runs": history.runs(), "services": out,
+            "background": {r: {"runs": len(v), "cores": background(v)} for r, v in loads.items() if v}}
 
 
 def render(data: dict) -> str:
@@ -68,4 +72,7 @@ def render(data: dict) -> str:
     console = Console(width=140, record=True)
     with console.capture() as cap:
         console.print(table)
+        for runner, b in data.get("background", {}).items():
+            console.print(f"background on {runner}: {b['cores']:.2f} cores busy with other work "
+                          f"(median of {b['runs']} run(s) here), taken off the cores by the machine model")
     return cap.get()

@@ -122,3 +122,15 @@ def test_a_background_wanting_more_than_a_fair_share_gets_one_runnable_share():
     assert free_cores(m, 1) == pytest.approx(1.0)
     assert free_cores(m, 3) == pytest.approx(0.5)
     assert free_cores(Machine(cores=2, background=0.3), 3) == pytest.approx(1.7)
+
+
+def test_critpath_history_says_the_background_per_runner(tmp_path):
+    from orchestrator.ui.history_view import render, summarise
+
+    with History(tmp_path) as h:
+        h.record(_attempt("a", "r1", 1.0))
+        h.record_load(MachineLoad("r1", "processes", start=0.0, end=2.0, busy_s=1.5))
+        h.record(_attempt("a", "r2", 1.0, runner="threads"))  # no load measured: no line for threads
+        data = summarise(h, None, [], None)
+    assert data["background"] == {"processes": {"runs": 1, "cores": pytest.approx(0.25)}}
+    assert "background on processes: 0.25 cores" in render(data)
