@@ -273,10 +273,9 @@ def _serve_in_this_process(name: str, cron: str | None, interval: float | None, 
     cancels each refresh, which ends Cancelled), and returns.
 
     The deployment has a concurrency limit of 1 (``collision``: queue or skip) and a trigger
-    on ``critpath.service.updated`` (``flows.triggers``); its schedule is optional. Before
-    the runner stops, the deployment stands down (schedule paused, trigger disabled), and
-    once it has stopped the runs still waiting are deleted: nothing fires at a server nobody
-    serves. Serving again applies the deployment unpaused, with its trigger enabled.
+    on ``critpath.service.updated`` (``flows.triggers``); its schedule is optional. Once the
+    runner has stopped, the deployment stands down (schedule paused, trigger disabled) and
+    the runs still waiting are deleted: nothing fires at a server nobody serves. Serving again applies the deployment unpaused, with its trigger enabled.
     """
     import asyncio
     import signal
@@ -308,12 +307,10 @@ def _serve_in_this_process(name: str, cron: str | None, interval: float | None, 
         if started.done():
             stopping.cancel()
             return started.result()
-        problem = None
-        try:
-            async with get_client() as client:
-                await stand_down(client, deployment_id)
-        except Exception as exc:  # the server is gone: stop serving all the same
-            problem = exc
+        # The runner stops first: pausing the deployment makes the server delete its scheduled
+        # runs, and a runner still polling then fails to submit one it had just fetched (a 404
+        # that Prefect logs as an error with a traceback). Whatever the schedule or the trigger
+        # creates meanwhile is deleted below with the rest.
         await runner.astop()
         try:
             await asyncio.wait_for(started, 30)
@@ -321,13 +318,14 @@ def _serve_in_this_process(name: str, cron: str | None, interval: float | None, 
             pass
         # a refresh the runner started as it stopped is not among those it cancelled
         await asyncio.to_thread(end_children, 20.0)
-        removed, orphans = 0, []
+        problem, removed, orphans = None, 0, []
         try:
             async with get_client() as client:
+                await stand_down(client, deployment_id)
                 removed = await remove_waiting(client, deployment_id)
                 orphans = await end_orphans(client, deployment_id)
-        except Exception as exc:
-            problem = problem or exc
+        except Exception as exc:  # the server is gone: stop serving all the same
+            problem = exc
         if orphans:
             print(f"critpath: {len(orphans)} refresh(es) had ended without a final state; marked Cancelled: "
                   + ", ".join(orphans), flush=True)
