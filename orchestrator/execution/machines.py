@@ -10,11 +10,11 @@ workers); the runner's own per-service overhead as history measured it. ``planni
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 from runners import layout
 
-from ..inputs.cores import local_cores
+from ..inputs.cores import busy_reader, local_cores
 from ..inputs.history import History
 from ..planning.estimates import Estimate, Observed, background, estimates, overhead
 from ..planning.graph import Graph
@@ -25,6 +25,13 @@ def runs_here(runner=None) -> bool:
     """Whether the services run on this machine: every runner but one connected to a cluster at an
     address (a local Dask or Ray cluster is started here)."""
     return getattr(runner, "address", None) is None
+
+
+def busy_for(runner) -> Callable[[], float] | None:
+    """The reader of this machine's busy CPU seconds a run's ``HistoryObserver`` records its load
+    with, where the services run here; None on a cluster elsewhere (this machine's load says
+    nothing of its cores)."""
+    return busy_reader() if runs_here(runner) else None
 
 
 def machine_for(runner_name: str, runner=None, observed: dict[str, list[Observed]] | None = None,

@@ -18,10 +18,9 @@ from typing import Callable, Iterable
 from ..execution.control import RunControl, cancel_on_signals
 from ..execution.deadline import DeadlineWatch, watch_for
 from ..execution.engines import started
-from ..execution.machines import planning_inputs, runs_here
+from ..execution.machines import busy_for, planning_inputs
 from ..execution.recording import HistoryObserver
 from ..execution.report import build_report, write_report
-from ..inputs.cores import busy_reader
 from ..inputs.history import History
 from ..planning.deadline import Deadline
 from ..planning.deadline import resolve as resolve_deadline
@@ -117,7 +116,7 @@ def run(graph: Graph, runner="threads", *, max_concurrency: int | None = None, w
         result: dict = {}
         recording = [] if history is None else [
             HistoryObserver(history, run_id or uuid.uuid4().hex, runner.name, inputs.machine.cores, limit, graph.pools,
-                            busy=busy_reader() if runs_here(runner) else None)]
+                            busy=busy_for(runner))]
 
         def refresh(graph_source: str, runner_name: str, max_concurrency: int, services: int):
             return refresh_in_flow(plan, runner, [*observers, *recording], result, control, secrets=secrets,

@@ -51,10 +51,9 @@ def refresh(folder: str = ".", config: str | None = None, graph: str | None = No
     from ..execution.control import RunControl, cancel_on_signals
     from ..execution.deadline import watch_for
     from ..execution.engines import started
-    from ..execution.machines import planning_inputs, runs_here
+    from ..execution.machines import busy_for, planning_inputs
     from ..execution.recording import HistoryObserver
     from ..execution.report import write_report
-    from ..inputs.cores import busy_reader
     from ..inputs.history import History
     from ..inputs.project import load_inputs
     from ..inputs.project import select as select_services
@@ -108,7 +107,7 @@ def refresh(folder: str = ".", config: str | None = None, graph: str | None = No
             plan = make_plan(g, limit or r.capacity, estimates=inputs.estimates, machine=inputs.machine,
                              cpu_aware=cfg.cpu_aware)
             recording = HistoryObserver(history, uuid.uuid4().hex, r.name, inputs.machine.cores,
-                                        plan.max_concurrency, g.pools, busy=busy_reader() if runs_here(r) else None)
+                                        plan.max_concurrency, g.pools, busy=busy_for(r))
             result: dict = {}
             watch = watch_for(due, g.names, inputs.observed, r.name, cfg.on_deadline_risk)
             outcome = refresh_in_flow(plan, r, (recording,), result, control if main else None,
@@ -275,7 +274,8 @@ def _serve_in_this_process(name: str, cron: str | None, interval: float | None, 
     The deployment has a concurrency limit of 1 (``collision``: queue or skip) and a trigger
     on ``critpath.service.updated`` (``flows.triggers``); its schedule is optional. Once the
     runner has stopped, the deployment stands down (schedule paused, trigger disabled) and
-    the runs still waiting are deleted: nothing fires at a server nobody serves. Serving again applies the deployment unpaused, with its trigger enabled.
+    the runs still waiting are deleted: nothing fires at a server nobody serves. Serving
+    again applies the deployment unpaused, with its trigger enabled.
     """
     import asyncio
     import signal
