@@ -283,18 +283,23 @@ class History:
         Only runs whose every attempt measured its CPU seconds count: an attempt cancelled or lost
         in flight used CPU nobody measured, which would read as background."""
         db = self.open()._db
-        try:
-            loads = db.execute('SELECT run_id, start, "end", busy_s FROM machine_load WHERE runner = ? '
-                               "ORDER BY recorded_at DESC LIMIT ?", (runner, recent)).fetchall()
-            out = []
-            for run_id, start, end, busy in reversed(loads):
-                n, measured, cpu = db.execute("SELECT COUNT(*), COUNT(cpu_s), TOTAL(cpu_s) FROM attempts "
-                                              "WHERE run_id = ?", (run_id,)).fetchone()
-                if n and n == measured and end > start:
-                    out.append(max(0.0, (busy - cpu) / (end - start)))
+        try:  # the last ``recent`` loads, each with its run's attempts counted in the same query
+            rows = db.execute(
+                'SELECT l.start, l."end", l.busy_s, COUNT(a.id), COUNT(a.cpu_s), TOTAL(a.cpu_s) '
+                "FROM (SELECT * FROM machine_load WHERE runner = ? ORDER BY recorded_at DESC LIMIT ?) l "
+                "LEFT JOIN attempts a ON a.run_id = l.run_id GROUP BY l.run_id ORDER BY l.recorded_at",
+                (runner, recent)).fetchall()
         except sqlite3.DatabaseError as exc:
             raise _not_ours(self.path, str(exc)) from None
-        return out
+        return [max(0.0, (busy - cpu) / (end - start))
+                for start, end, busy, n, measured, cpu in rows if n and n == measured and end > start]
+
+    def load_runners(self) -> list[str]:
+        """The runners whose runs here recorded the machine's load, sorted."""
+        try:
+            return [r[0] for r in self.open()._db.execute("SELECT DISTINCT runner FROM machine_load ORDER BY runner")]
+        except sqlite3.DatabaseError as exc:
+            raise _not_ours(self.path, str(exc)) from None
 
     def runs(self) -> int:
         """How many distinct runs the store holds."""

@@ -49,7 +49,7 @@ def summarise(history: History, graph: Graph | None, names: list[str], runner: s
             e = estimate(graph.services[name], ok, runner)
             entry.update(estimate_s=e.seconds, estimate_source=e.source)
         out[name] = entry
-    loads = {r: history.background(r) for r in sorted({r["runner"] for r in history.rows()})}
+    loads = {r: history.background(r) for r in history.load_runners()}
     return {"file": str(history.path), "runs": history.runs(), "services": out,
             "background": {r: {"runs": len(v), "cores": background(v)} for r, v in loads.items() if v}}
 
