@@ -17,18 +17,11 @@ import argparse
 import tempfile
 
 
-def _busy() -> float:
-    """CPU seconds the whole machine has been busy (every core, since boot)."""
-    import psutil
-
-    t = psutil.cpu_times()
-    return sum(t) - t.idle - getattr(t, "iowait", 0.0) - getattr(t, "steal", 0.0)
-
-
 def main(argv: list[str] | None = None) -> None:
     from orchestrator.execution.engines import started
     from orchestrator.execution.machines import planning_inputs
     from orchestrator.flows.flow import run
+    from orchestrator.inputs.cores import busy_reader
     from orchestrator.inputs.history import History
 
     from .measures import refinery_graph
@@ -43,10 +36,12 @@ def main(argv: list[str] | None = None) -> None:
     if graph is None:
         raise SystemExit(why)
 
+    busy = busy_reader()  # the reading the machine model's background load is made of
+
     def measured(history, c: int) -> tuple[dict, float, float]:
-        before = _busy()
+        before = busy()
         report = run(graph, runner, max_concurrency=c, history=history)
-        machine = _busy() - before
+        machine = busy() - before
         cpu = sum(o[-1].cpu_s or 0.0 for o in history.observed().values())  # the run just made is each one's last
         return report, machine, cpu
 

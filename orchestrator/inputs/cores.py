@@ -83,7 +83,9 @@ def cgroup_usage_s(root: str | os.PathLike = "/sys/fs/cgroup",
                     return int(value) / 1e6
         except (OSError, ValueError):
             continue
-    for folder in [*v1, *(f.parent / "cpuacct" / f.name for f in v1)]:
+    # cpuacct.usage is the cpuacct controller's: mounted with cpu ("cpu,cpuacct"), or on its own
+    cpu = Path(root) / "cpu"
+    for folder in [*v1, *(Path(root) / "cpuacct" / f.relative_to(cpu) for f in v1 if f.is_relative_to(cpu))]:
         try:
             return int((folder / "cpuacct.usage").read_text()) / 1e9
         except (OSError, ValueError):
