@@ -157,13 +157,14 @@ class DaskSlot:
             coming = self._coming.setdefault(after, asyncio.Event())
             await coming.wait()
         if key is not None:
+            coming = self._coming.pop(key, None)
+            if coming is not None:  # a job sent behind this one waits for it: it may go on now
+                coming.set()
             if key in self._recalled:
                 self._recalled.discard(key)
+                self._ended.append(key)  # and one sent behind it, recalled too, is turned away
                 return None
             self._arrived.add(key)
-            coming = self._coming.pop(key, None)
-            if coming is not None:
-                coming.set()
         fut = self._thread.submit(_slot_job, payload, shipped, self._root)
         if key is not None:
             self._waiting[key] = fut

@@ -14,8 +14,8 @@ client's event loop and, when the answer comes, gives the slot back before the d
 hears of it. The dispatcher still chooses what runs next; the runner chooses where, on the
 worker process running the fewest jobs. With no idle slot (one being replaced) it sends a
 task instead, as before. ``send_behind`` (the dispatcher's lookahead) sends a job to a busy
-slot, where it waits on the slot's thread and starts the moment the current one ends: no round
-trip between the two. ``recall`` takes it back if it has not started.
+slot, where it waits in line on the slot's thread and starts the moment the one before it
+ends: no round trip between the two. ``recall`` takes it back if it has not started.
 
 Lost slots: a call that cannot reach its worker (it died, or critpath restarted it to stop a
 cancelled service) is a ``WorkerLost`` (``RestartedWorkerLost`` when the restart was ours,
@@ -49,7 +49,7 @@ class Slot:
     worker: str
     future: Any
     gone: bool = False  # its worker died or was restarted, or its call failed: never used again
-    #: the calls sent here and not ended, in order: the one running, and one queued behind it (lookahead)
+    #: the calls sent here and not ended, in order: the one running, and those queued behind it (lookahead)
     calls: list = field(default_factory=list)
 
     @property
@@ -125,8 +125,8 @@ class Slots:
             raise
 
     def send_behind(self, behind: Call, job: Job, done: Done) -> Call | None:
-        """Send ``job`` to the slot running ``behind``, to start there when that ends; None when it
-        cannot be (``behind`` ended, its slot is gone, or it has a job queued already)."""
+        """Send ``job`` to the slot of ``behind``, to start there when that ends; None when it cannot
+        be (``behind`` ended, its slot is gone, it is not the last in line there, or the line is full)."""
         with self._lock:
             slot = behind.slot
             if self._closed or not free_behind(behind):

@@ -5,8 +5,9 @@ worker process, one job at a time) that receives jobs by method call: an actor c
 goes straight to its process, without the worker lease from the raylet that a
 ``.remote`` task asks for whenever none is held (in a chain: at every hop). The dispatcher still chooses what runs next and when: a submit takes an
 idle slot, a completion gives it back before the dispatcher hears of it, and the
-runner queues only what the dispatcher sends ahead (``submit_behind``: one job in line on a
-busy slot, which starts there the moment the current one ends; ``recall`` takes it back). Should
+runner queues only what the dispatcher sends ahead (``submit_behind``: jobs in line on a
+busy slot, the first of which starts there the moment the current one ends; ``recall`` takes
+one back). Should
 the dispatcher ever have more in flight than there are slots, the extra job runs as a plain
 task, one CPU, as before. No Ray-side retries:
 the dispatcher owns retries. Completion comes back through ``ObjectRef.future()``'s
@@ -67,7 +68,7 @@ from .base import (
     probe,
     shared_env_problem,
 )
-from .slotbook import free_behind, off_slot
+from .slotbook import MAX_QUEUED, free_behind, off_slot
 
 #: Environment variables an existing cluster's workers get from here: the knobs services read
 #: (README, "The bundled refresh"). Never every CRITPATH_* variable: one may hold a password.
@@ -154,8 +155,9 @@ class RayRunner:
             else:
                 self._execute = ray.remote(num_cpus=1, max_retries=0)(execute)
             # "control": ``recall`` answers on a thread of its own while the slot runs a job
-            # two threads: one job runs, the one sent ahead waits in ``run`` for its turn
-            self._actor = ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0, max_concurrency=2,
+            # a thread per job in line: one runs, those sent ahead wait in ``run`` for their turn
+            self._actor = ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0,
+                                     max_concurrency=1 + MAX_QUEUED,
                                      concurrency_groups={"control": 1})(_Slot)
             self._nodes = self._placement()
             self.warm()
@@ -410,8 +412,9 @@ class _Slot:
     A job sent ahead (the lookahead) is already inside ``run`` while the one before it runs,
     waiting for its turn (``_turn``), so it starts the moment that one ends: as a second Ray
     task in line it would first wait for Ray's own work between two tasks (about 1 ms here).
-    An actor with two threads does not keep its calls in order, so a job sent ahead names the
-    one it was sent behind (``after``) and waits until that one has had its turn. ``recall``
+    An actor with several threads does not keep its calls in order, so a job sent ahead names
+    the one it was sent behind (``after``) and waits until that one has had its turn: of a line
+    of jobs sent ahead, only the first waits for ``_turn``. ``recall``
     runs beside them (its own concurrency group): a job sent ahead is taken back if it has not
     had its turn, even if it has not come yet."""
 
@@ -419,7 +422,7 @@ class _Slot:
         import collections
 
         self._lock = threading.Condition()
-        self._turn = threading.Lock()  # one job at a time; at most one more waits (the runner sends no more)
+        self._turn = threading.Lock()  # one job at a time; only the next in line waits for it
         self._recalled: set[str] = set()
         self._started = collections.deque(maxlen=1024)  # tags of the last jobs that had their turn
 

@@ -76,7 +76,8 @@ def test_a_slot_whose_process_dies_reports_a_lost_worker_and_is_refilled():
 
 def test_a_job_queued_behind_a_busy_slot_starts_there_when_it_ends_and_can_be_taken_back(tmp_path):
     """The dispatcher's lookahead on a real Ray: ``submit_behind`` queues a job on the slot
-    running another, one at most; ``recall`` takes it back before it starts."""
+    running another, and more in line behind that one, never behind one that is not last;
+    ``recall`` takes them back, from the end, before they start."""
     from runners.ray import RayRunner
     from tests.helpers.processes import wait_until
 
@@ -89,19 +90,24 @@ def test_a_job_queued_behind_a_busy_slot_starts_there_when_it_ends_and_can_be_ta
         wait_until((tmp_path / "f.pid").exists, WAIT_S, "the first body to start")
         taken = runner.submit_behind(job("taken"), 1.0, inbox.put, first)
         assert taken is not None
-        assert runner.submit_behind(job("third"), 1.0, inbox.put, first) is None  # one queued at most
-        assert runner.recall(taken) is True
+        assert runner.submit_behind(job("beside"), 1.0, inbox.put, first) is None  # behind the last only
+        taken_too = runner.submit_behind(job("taken_too"), 1.0, inbox.put, taken)
+        assert taken_too is not None
+        assert runner.recall(taken_too) is True and runner.recall(taken) is True
         queued = runner.submit_behind(job("queued"), 1.0, inbox.put, first)
         assert queued is not None
+        more = runner.submit_behind(job("more"), 1.0, inbox.put, queued)
+        assert more is not None
         release.touch()
-        # the two reports may come in either order (each is its own ObjectRef's callback); the
+        # the reports may come in any order (each is its own ObjectRef's callback); the
         # dispatcher takes a queued job's report before its predecessor's as "it ran"
-        got = {o.key: o for o in outcomes(inbox, 2)}
-        assert set(got) == {"first#1", "queued#1"}  # the taken-back job never ran
-        a, b = got["first#1"], got["queued#1"]
-        assert worker_pid(a.worker) == worker_pid(b.worker) and b.start >= a.end  # the same slot, one after the other
+        got = {o.key: o for o in outcomes(inbox, 3)}
+        assert set(got) == {"first#1", "queued#1", "more#1"}  # the jobs taken back never ran
+        a, b, c = got["first#1"], got["queued#1"], got["more#1"]
+        assert worker_pid(a.worker) == worker_pid(b.worker) == worker_pid(c.worker)  # the same slot, one after the other
+        assert b.start >= a.end and c.start >= b.end
         assert inbox.empty()
-        assert runner.recall(queued) is False  # it ran: nothing to take back
+        assert runner.recall(queued) is False and runner.recall(more) is False  # they ran
         again = runner.submit(job("again"), 1.0, inbox.put)  # the slot is idle again: a slot, not a task
         assert again.slot is first.slot
         assert outcomes(inbox, 1)[0].ok

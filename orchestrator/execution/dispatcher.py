@@ -100,7 +100,7 @@ class Dispatcher(Lookahead):
         self._ready_at: dict[int, float] = {}
         self._tokens = itertools.count(1)
         self._queued: dict[int, Queued] = {}  # service -> its attempt sent ahead, not yet started
-        self._next: dict[int, int] = {}  # running service -> the service queued behind it
+        self._next: dict[int, int] = {}  # running or queued service -> the service queued behind it
         self.lookahead = lookahead and shared is None and callable(getattr(runner, "submit_behind", None))
 
     def cancel(self, reason: str = "cancelled") -> None:
@@ -268,6 +268,8 @@ class Dispatcher(Lookahead):
             ok, error, tb = out.ok, out.error, out.traceback
             run.start, run.end, run.worker = out.start, out.end, out.worker
             lost = False
+            if self.lookahead and run.dispatched is not None:
+                self._turnaround(current, run.finished - run.dispatched, out.end - out.start)
             limit = self.graph.services[run.name].timeout
             if ok and limit and out.end - out.start > limit:
                 # it ran past its timeout, yet the timer never fired: a body that held the GIL on

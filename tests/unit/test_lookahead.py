@@ -1,8 +1,8 @@
 """The dispatcher's lookahead (issue 15): a slot's next service chosen while the slot is busy.
 
 ``SlotRunner`` implements the runner seam with slots, like the Dask and Ray actor runners: a
-job runs on a slot, one at a time, and ``submit_behind`` queues one more on a busy slot, to
-start the moment the current one ends. Nothing runs: the test (``complete``) ends each job in
+job runs on a slot, one at a time, and ``submit_behind`` queues more on a busy slot, in line,
+each to start the moment the one before it ends. Nothing runs: the test (``complete``) ends each job in
 the order it wants, once the dispatcher has settled (it waits on its inbox with nothing queued
 there), so every choice the dispatcher makes is the same from run to run. It is a double of
 our own seam, not of Prefect or an engine.
@@ -15,12 +15,15 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from orchestrator.execution.dispatcher import Dispatcher
 from orchestrator.execution.events import Event
 from orchestrator.planning.graph import Graph
 from orchestrator.planning.model import Service
 from orchestrator.planning.planner import make_plan
 from runners.base import Job, Outcome, WorkerLost
+from runners.slotbook import MAX_QUEUED
 
 
 class SlotRunner:
@@ -58,9 +61,9 @@ class SlotRunner:
         return job.key
 
     def submit_behind(self, job: Job, priority: float, done, behind):
-        with self.lock:
-            slot = next((s for s in self.slots if s and s[0][0].key == behind), None)
-            if slot is None or len(slot) != 1:
+        with self.lock:  # behind the last in line only, as runners.slotbook.free_behind
+            slot = next((s for s in self.slots if s and s[-1][0].key == behind), None)
+            if slot is None or len(slot) > MAX_QUEUED:
                 return None
             slot.append((job, done))
             self.ahead.append(job.key)
@@ -70,10 +73,12 @@ class SlotRunner:
     def recall(self, handle) -> bool:
         with self.lock:
             for slot in self.slots:
-                if len(slot) == 2 and slot[1][0].key == handle:
+                if len(slot) > 1 and slot[-1][0].key == handle:
                     slot.pop()
                     self.recalled.append(handle)
                     return True
+                # the dispatcher takes a line back from its end: one behind would wait forever
+                assert all(job.key != handle for job, _ in slot[1:]), f"{handle} recalled before those behind it"
         return False
 
     def cancel(self, handle) -> None:
@@ -279,3 +284,104 @@ def test_a_queued_services_report_before_the_one_ahead_of_its_counts_it_as_start
     assert not t.is_alive()
     assert {n: (r.state, r.attempts) for n, r in d.runs.items()} == {"a": ("completed", 1), "b": ("completed", 1)}
     assert runner.started == ["a#1", "b#1"] and runner.recalled == []
+
+
+# -- lines: services shorter than a round trip ---------------------------------------------------
+
+class FixedHop(Dispatcher):
+    """The round trip held at ``_hop`` (the real one measures it: ``_turnaround``, tested below)."""
+
+    _hop = 0.05
+
+    def _turnaround(self, flight, seconds, ran_s):
+        pass
+
+
+def test_services_shorter_than_a_round_trip_go_ahead_in_a_line_in_the_policys_order():
+    g = Graph([Service(f"s{k}", duration=0.01) for k in range(8)])
+    orders = {}
+    for lookahead in (True, False):
+        runner = SlotRunner(1, lookahead=lookahead)
+        d = FixedHop(make_plan(g, 1), runner, max_concurrency=1)
+        drive(d, runner, [f"s{k}" for k in range(8)])
+        assert all(r.state == "completed" and r.attempts == 1 for r in d.runs.values())
+        orders[lookahead] = runner.started
+        if lookahead:
+            # behind s0, a line of four (the most), each behind the one before: 0.04 s < 0.05 s
+            assert [runner.behind[f"s{k}#1"] for k in range(1, 5)] == ["s0#1", "s1#1", "s2#1", "s3#1"]
+            assert len(runner.ahead) == 7
+    assert orders[True] == orders[False] == [f"s{k}#1" for k in range(8)]
+
+
+def test_a_line_stops_growing_once_it_holds_a_round_trip_of_work():
+    g = Graph([Service(f"s{k}", duration=0.03) for k in range(6)])
+    runner, d = SlotRunner(1), None
+    d = FixedHop(make_plan(g, 1), runner, max_concurrency=1)
+    t = threading.Thread(target=d.run, daemon=True)
+    t.start()
+    settled(d)
+    assert runner.ahead == ["s1#1", "s2#1"]  # 0.03 s queued < 0.05 s: one more; 0.06 s: enough
+    for k in range(6):
+        settled(d)
+        runner.finish(f"s{k}")
+    t.join(10)
+    assert all(r.state == "completed" and r.attempts == 1 for r in d.runs.values())
+
+
+def test_a_timed_out_service_gives_back_its_whole_line_from_the_end_unspent():
+    g = Graph([Service("hung", duration=9.0, timeout=0.2)] + [Service(f"n{k}", duration=0.01) for k in range(3)])
+    runner = SlotRunner(1)
+    d = FixedHop(make_plan(g, 1), runner, max_concurrency=1)
+    t = threading.Thread(target=d.run, daemon=True)
+    t.start()
+    settled(d)
+    assert runner.ahead == ["n0#1", "n1#1", "n2#1"]
+    deadline = time.monotonic() + 10
+    while len(runner.recalled) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert runner.recalled == ["n2#1", "n1#1", "n0#1"]  # the end first: each waits for the one before
+    for k in range(3):
+        settled(d)
+        runner.finish(f"n{k}")
+    t.join(10)
+    assert d.runs["hung"].state == "failed"
+    assert all(d.runs[f"n{k}"].state == "completed" and d.runs[f"n{k}"].attempts == 1 for k in range(3))
+
+
+def test_the_last_of_a_lines_reports_first_counts_every_one_before_it_as_started():
+    g = Graph([Service("a", duration=1.0), Service("b", duration=0.01), Service("c", duration=0.01)])
+    runner = SlotRunner(1)
+    d = FixedHop(make_plan(g, 1), runner, max_concurrency=1)
+    t = threading.Thread(target=d.run, daemon=True)
+    t.start()
+    settled(d)
+    assert runner.started == ["a#1"] and runner.ahead == ["b#1", "c#1"]
+    held = []
+    with runner.lock:  # a and b end on the slot, c starts there; a's and b's reports are held back
+        slot = runner.slots[0]
+        for _ in range(2):
+            held.append(slot[0])
+            runner._end(slot)
+    runner.finish("c")
+    settled(d)
+    assert d.runs["c"].state == "completed"
+    for job, done in held:
+        done(Outcome(job.key, True, 1.0, 2.0, "slots:1"))
+    t.join(10)
+    assert not t.is_alive()
+    assert {n: (r.state, r.attempts) for n, r in d.runs.items()} == {
+        "a": ("completed", 1), "b": ("completed", 1), "c": ("completed", 1)}
+    assert runner.started == ["a#1", "b#1", "c#1"] and runner.recalled == []
+
+
+def test_the_round_trip_is_learnt_from_services_sent_the_usual_way_only():
+    from orchestrator.execution.flights import InFlight
+    from orchestrator.execution.lookahead import HOP_S, HOP_WEIGHT
+
+    d = Dispatcher(make_plan(fan_out(2), 1), SlotRunner(1), max_concurrency=1)
+    d._turnaround(InFlight(1, None), 0.30, 0.10)  # 0.2 s of it was the round trip
+    assert d._hop == pytest.approx(HOP_S + HOP_WEIGHT * (0.2 - HOP_S))
+    before = d._hop
+    d._turnaround(InFlight(1, None, ahead=True), 5.0, 0.1)  # dispatched when the one before it ended
+    d._turnaround(InFlight(1, None), 0.1, 0.3)  # clocks apart: never below nothing
+    assert d._hop == pytest.approx(before + HOP_WEIGHT * (0.0 - before))
