@@ -9,7 +9,7 @@ whether it has ``finished``. Both functions here are called under the runner's o
 from __future__ import annotations
 
 #: the most jobs waiting in line on one slot behind the one it runs
-MAX_QUEUED = 4
+MAX_QUEUED = 16
 
 
 def free_behind(behind) -> bool:

@@ -34,7 +34,7 @@ import itertools
 from .flights import InFlight, Queued
 
 #: the most services queued behind one running service (each runner may refuse more)
-MAX_AHEAD = 4
+MAX_AHEAD = 16
 #: the round trip assumed until one is measured, and the weight of each new measurement
 HOP_S, HOP_WEIGHT = 0.01, 0.25
 

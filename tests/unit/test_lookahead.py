@@ -307,10 +307,30 @@ def test_services_shorter_than_a_round_trip_go_ahead_in_a_line_in_the_policys_or
         assert all(r.state == "completed" and r.attempts == 1 for r in d.runs.values())
         orders[lookahead] = runner.started
         if lookahead:
-            # behind s0, a line of four (the most), each behind the one before: 0.04 s < 0.05 s
-            assert [runner.behind[f"s{k}#1"] for k in range(1, 5)] == ["s0#1", "s1#1", "s2#1", "s3#1"]
+            # behind s0, a line of five, each behind the one before: 0.04 s queued < 0.05 s, one more
+            assert [runner.behind[f"s{k}#1"] for k in range(1, 6)] == ["s0#1", "s1#1", "s2#1", "s3#1", "s4#1"]
+            assert runner.ahead[:5] == [f"s{k}#1" for k in range(1, 6)]
             assert len(runner.ahead) == 7
     assert orders[True] == orders[False] == [f"s{k}#1" for k in range(8)]
+
+
+def test_a_line_of_services_with_no_time_at_all_stops_at_its_longest():
+    from orchestrator.execution.lookahead import MAX_AHEAD
+
+    n = MAX_AHEAD + 4
+    g = Graph([Service(f"s{k:02d}", duration=0.0) for k in range(n)])
+    runner = SlotRunner(1)
+    d = FixedHop(make_plan(g, 1), runner, max_concurrency=1)
+    t = threading.Thread(target=d.run, daemon=True)
+    t.start()
+    settled(d)
+    assert runner.ahead == [f"s{k:02d}#1" for k in range(1, MAX_AHEAD + 1)]
+    for k in range(n):
+        settled(d)
+        runner.finish(f"s{k:02d}")
+    t.join(10)
+    assert all(r.state == "completed" and r.attempts == 1 for r in d.runs.values())
+    assert runner.started == [f"s{k:02d}#1" for k in range(n)]
 
 
 def test_a_line_stops_growing_once_it_holds_a_round_trip_of_work():
