@@ -405,3 +405,16 @@ def test_the_round_trip_is_learnt_from_services_sent_the_usual_way_only():
     d._turnaround(InFlight(1, None, ahead=True), 5.0, 0.1)  # dispatched when the one before it ended
     d._turnaround(InFlight(1, None), 0.1, 0.3)  # clocks apart: never below nothing
     assert d._hop == pytest.approx(before + HOP_WEIGHT * (0.0 - before))
+
+
+def test_no_line_goes_ahead_of_a_more_critical_service_about_to_be_ready():
+    # a -> c is the long chain; the b's are short and ready, but c (ready when a ends) outranks
+    # them: nothing may be queued behind a, however short, so c takes the slot when a ends
+    g = Graph([Service("a", duration=0.01), Service("c", after=("a",), duration=10.0)]
+              + [Service(f"b{k}", duration=0.001) for k in range(4)])
+    runner = SlotRunner(1)
+    d = FixedHop(make_plan(g, 1), runner, max_concurrency=1)
+    drive(d, runner, ["a", "c", "b0", "b1", "b2", "b3"])
+    assert runner.started == ["a#1", "c#1", "b0#1", "b1#1", "b2#1", "b3#1"]
+    assert "a#1" not in runner.behind.values()  # nothing waited behind a
+    assert runner.behind["b0#1"] == "c#1" and runner.behind["b1#1"] == "b0#1"  # a line behind c
