@@ -52,21 +52,20 @@ class Lookahead:
             return  # a slot is free: nothing is chosen ahead (``reserve_after``), so nothing to compute
         now = self.clock()
         free_at = {}  # running service -> when its slot is expected to free
-        tail, queued = {}, {}  # running service -> the last service sent to its slot; their count
+        tail, queued, ahead_s = {}, {}, {}  # running service -> the last sent to its slot; how many; their seconds
         for i in self._inflight:
-            free_at[i] = max(now, (self._runs[i].dispatched or now) + self.plan.est[i])
-            tail[i], queued[i] = i, 0
+            tail[i], queued[i], ahead_s[i] = i, 0, 0.0
             while tail[i] in self._next:
                 tail[i] = self._next[tail[i]]
-                free_at[i] += self.plan.est[tail[i]]
                 queued[i] += 1
+                ahead_s[i] += self.plan.est[tail[i]]
+            free_at[i] = max(now, (self._runs[i].dispatched or now) + self.plan.est[i]) + ahead_s[i]
         guard = self._guard()
         while free_at:
             i = min(free_at, key=lambda k: (free_at[k], k))
             last = tail[i]
             handle = self._queued[last].handle if last != i else self._inflight[i].handle
-            ahead_s = free_at[i] - max(now, (self._runs[i].dispatched or now) + self.plan.est[i])
-            if handle is None or (queued[i] and (queued[i] >= MAX_AHEAD or ahead_s >= self._hop)):
+            if handle is None or (queued[i] and (queued[i] >= MAX_AHEAD or ahead_s[i] >= self._hop)):
                 return  # the first slot to free has enough queued, or cannot take one
             j = self._q.reserve_after(last, guard)
             if j is None:
@@ -82,7 +81,7 @@ class Lookahead:
             self._queued[j] = Queued(last, attempt, handle, token)
             self._next[last] = j
             free_at[i] += self.plan.est[j]
-            tail[i], queued[i] = j, queued[i] + 1
+            tail[i], queued[i], ahead_s[i] = j, queued[i] + 1, ahead_s[i] + self.plan.est[j]
 
     def _turnaround(self, flight, seconds: float, ran_s: float) -> None:
         """An attempt sent the usual way took ``seconds`` from its dispatch to its report, ``ran_s``
