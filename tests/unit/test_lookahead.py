@@ -154,22 +154,27 @@ def fan_out(n: int = 6) -> Graph:
     return Graph([Service(f"s{k}", duration=float(n - k)) for k in range(n)])
 
 
+def with_and_without(g: Graph, slots: int, cls=Dispatcher) -> dict[bool, tuple[SlotRunner, Dispatcher]]:
+    """``g`` run to the end with the lookahead and without, each service ended in ``g``'s order
+    once it runs; every one completed at its first attempt. By ``lookahead``: the runner and the
+    dispatcher."""
+    out = {}
+    for lookahead in (True, False):
+        runner = SlotRunner(slots, lookahead=lookahead)
+        d = cls(make_plan(g, slots), runner, max_concurrency=slots)
+        drive(d, runner, list(g.names))
+        assert all(r.state == "completed" and r.attempts == 1 for r in d.runs.values())
+        out[lookahead] = runner, d
+    return out
+
+
 def test_a_busy_slot_gets_its_next_service_ahead_and_the_order_is_the_policys():
     g = Graph([Service(f"s{k}", duration=1.0) for k in range(6)])  # ties: the smaller name first
-    orders = {}
-    for lookahead in (True, False):
-        runner = SlotRunner(2, lookahead=lookahead)
-        d = Dispatcher(make_plan(g, 2), runner, max_concurrency=2)
-        drive(d, runner, [f"s{k}" for k in range(6)])
-        assert all(r.state == "completed" and r.attempts == 1 for r in d.runs.values())
-        orders[lookahead] = runner.started
-        if lookahead:
-            # s0 and s1 start at once; every later one went ahead, behind the one it followed
-            assert runner.ahead == ["s2#1", "s3#1", "s4#1", "s5#1"]
-            assert d.lookahead
-        else:
-            assert runner.ahead == [] and not d.lookahead
-    assert orders[True] == orders[False] == [f"s{k}#1" for k in range(6)]
+    (ahead, d), (plain, d_plain) = with_and_without(g, 2).values()
+    # s0 and s1 start at once; every later one went ahead, behind the one it followed
+    assert ahead.ahead == ["s2#1", "s3#1", "s4#1", "s5#1"] and d.lookahead
+    assert plain.ahead == [] and not d_plain.lookahead
+    assert ahead.started == plain.started == [f"s{k}#1" for k in range(6)]
 
 
 def test_the_next_service_waits_on_the_slot_expected_to_free_first_never_behind_a_long_one():
@@ -299,19 +304,12 @@ class FixedHop(Dispatcher):
 
 def test_services_shorter_than_a_round_trip_go_ahead_in_a_line_in_the_policys_order():
     g = Graph([Service(f"s{k}", duration=0.01) for k in range(8)])
-    orders = {}
-    for lookahead in (True, False):
-        runner = SlotRunner(1, lookahead=lookahead)
-        d = FixedHop(make_plan(g, 1), runner, max_concurrency=1)
-        drive(d, runner, [f"s{k}" for k in range(8)])
-        assert all(r.state == "completed" and r.attempts == 1 for r in d.runs.values())
-        orders[lookahead] = runner.started
-        if lookahead:
-            # behind s0, a line of five, each behind the one before: 0.04 s queued < 0.05 s, one more
-            assert [runner.behind[f"s{k}#1"] for k in range(1, 6)] == ["s0#1", "s1#1", "s2#1", "s3#1", "s4#1"]
-            assert runner.ahead[:5] == [f"s{k}#1" for k in range(1, 6)]
-            assert len(runner.ahead) == 7
-    assert orders[True] == orders[False] == [f"s{k}#1" for k in range(8)]
+    (ahead, _), (plain, _) = with_and_without(g, 1, FixedHop).values()
+    # behind s0, a line of five, each behind the one before: 0.04 s queued < 0.05 s, one more
+    assert [ahead.behind[f"s{k}#1"] for k in range(1, 6)] == ["s0#1", "s1#1", "s2#1", "s3#1", "s4#1"]
+    assert ahead.ahead[:5] == [f"s{k}#1" for k in range(1, 6)]
+    assert len(ahead.ahead) == 7
+    assert ahead.started == plain.started == [f"s{k}#1" for k in range(8)]
 
 
 def test_a_line_of_services_with_no_time_at_all_stops_at_its_longest():
