@@ -18,7 +18,13 @@ each, cost 10-15% of the run that way). So a busy slot is given more while the w
 on it is expected to end within one round trip (``_hop``, the runner's turnaround less the
 service's own time, measured in this run on services sent the usual way), up to
 ``MAX_AHEAD`` queued; each is chosen by the same rule as the first, so the order is still the
-policy's. Taking one back takes back those queued behind it first (a slot runs its queue in
+policy's. With one exception: while a more critical service may become ready (the guard), a
+service still goes ahead if the work queued on that slot, itself included, ends within one
+round trip. The critical one, ready when its upstream ends, is sent then and reaches a slot a
+round trip later, by when that work is done: it waits for none of it, as without the line. (At
+the tail of a Montage run the guard held for its last half-second, while the mConcatFit,
+mBgModel and mBackgrounds waited on their upstreams, and every mDiffFit of a millisecond there
+took a round trip.) Taking one back takes back those queued behind it first (a slot runs its queue in
 order, and one sent behind another waits for it).
 
 ``Lookahead`` is part of ``dispatcher.Dispatcher`` (a mixin: it reads and changes the
@@ -45,7 +51,8 @@ class Lookahead:
     def _look_ahead(self) -> None:
         """Queue the best ready service on the slot expected to free first, as list scheduling
         gives it (by the plan's estimates), while that slot has nothing queued yet, or less than
-        a round trip's work (``_hop``). A slot that frees later must not take it: a short
+        a round trip's work (``_hop``). While a more critical service may become ready, only
+        what fits in the slot's round trip goes (see the module's note). A slot that frees later must not take it: a short
         service's slot would then free first and find nothing, while the chosen one waits behind
         a long one."""
         if self._q.running < self.max_concurrency:
@@ -67,7 +74,10 @@ class Lookahead:
             handle = self._queued[last].handle if last != i else self._inflight[i].handle
             if handle is None or (queued[i] and (queued[i] >= MAX_AHEAD or ahead_s[i] >= self._hop)):
                 return  # the first slot to free has enough queued, or cannot take one
-            j = self._q.reserve_after(last, guard)
+            # the guard bends for work that ends within a round trip of this slot's last: a more
+            # critical service that becomes ready meanwhile cannot reach the slot before it ends
+            room = self._hop - ahead_s[i]
+            j = self._q.reserve_after(last, guard, lambda k, room=room: self.plan.est[k] <= room)
             if j is None:
                 return
             attempt, token = self._runs[j].attempts + 1, next(self._tokens)

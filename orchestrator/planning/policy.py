@@ -93,7 +93,8 @@ class ReadyQueue:
             heapq.heappush(self.heaps[pool], item)
         return out
 
-    def reserve_after(self, i: int, guard: tuple[float, int] | None = None) -> int | None:
+    def reserve_after(self, i: int, guard: tuple[float, int] | None = None,
+                      harmless: Callable[[int], bool] | None = None) -> int | None:
         """The service that takes running ``i``'s slots when ``i`` ends, chosen now (the lookahead:
         see the dispatcher); None when it cannot be known yet.
 
@@ -101,7 +102,9 @@ class ReadyQueue:
         the cores free at ``i``'s end are not known now. It is the best ready service whose pool
         has room, or is ``i``'s own (whose slot ``i`` hands on). ``guard``: the heap key of the
         best service that may become ready before ``i`` ends (a successor of what runs); the
-        choice is made only if it outranks that one, so the order stays the policy's. It takes
+        choice is made only if it outranks that one, so the order stays the policy's, or if
+        ``harmless`` says the guarded one cannot be kept waiting by it (the lookahead: work that
+        ends before the guarded one could reach the slot anyway). It takes
         ``i``'s global slot when ``i`` ends (``take_over``), so it holds none until then; a slot
         of another pool than ``i``'s it holds from now."""
         if self.cpu is not None or self.running < self.max_concurrency:
@@ -112,7 +115,7 @@ class ReadyQueue:
             if heap and (pool == mine or self.running_in[pool] < self.limit[pool]):
                 if head is None or heap[0] < head:
                     best, head = pool, heap[0]
-        if best is _NONE or (guard is not None and not head < guard):
+        if best is _NONE or (guard is not None and not head < guard and not (harmless and harmless(head[1]))):
             return None
         j = heapq.heappop(self.heaps[best])[1]
         self.behind[j] = i
