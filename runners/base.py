@@ -44,6 +44,7 @@ from typing import Any, Callable, Mapping, Protocol
 
 from .cpu_share import ACCOUNTANT
 from .lock_probe import PROBE
+from .thread_waits import THREAD_WAITS, effective
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,9 @@ class Outcome:
     process_cpu_s: float | None = None
     thread_cpu_s: float | None = None
     #: seconds the body's thread was ready to run but waited for a CPU (Linux schedstat): how
-    #: much other work on the machine stretched it; None where the kernel does not say
+    #: much other work on the machine stretched it; in a process of its own, the wait of all the
+    #: process's threads, once per thread ready at a time (``thread_waits``); None where the
+    #: kernel does not say
     cpu_wait_s: float | None = None
     #: the failure cannot go away on a retry (the service's module, or one it imports, is missing
     #: on this worker): the dispatcher fails the service at once
@@ -426,6 +429,10 @@ def execute(job: Job, shared: bool = True) -> Outcome:
     _capture.buffers[me] = logs
     start, cpu0, thread0, wait0 = time.time(), time.process_time(), time.thread_time(), _run_delay()
     accountant, sampler = (ACCOUNTANT, PROBE) if shared else (None, None)
+    # a process of its own: every thread's wait for a CPU is the service's (``thread_waits``)
+    waits = None if shared else THREAD_WAITS
+    if waits is not None:
+        waits.start()
     if accountant is not None:
         accountant.start()
     if sampler is not None:
@@ -450,13 +457,17 @@ def execute(job: Job, shared: bool = True) -> Outcome:
         end, cpu1, thread1, wait1 = time.time(), time.process_time(), time.thread_time(), _run_delay()
         extra = None if accountant is None else accountant.stop()
         native = None if sampler is None else sampler.stop()
+        threads_waited = None if waits is None else waits.stop()
         _capture.buffers.pop(me, None)
     captured = _plain_logs(logs)
     if _secrets:
         captured = tuple((c, lv, name, redact(msg)) for c, lv, name, msg in captured)
         err, tb = redact(err), redact(tb)
+    waited = None if wait0 is None or wait1 is None else wait1 - wait0
+    if threads_waited is not None:
+        waited = max(waited or 0.0, effective(threads_waited, cpu1 - cpu0, end - start))
     return Outcome(job.key, ok, start, end, worker_name(), captured, err, tb, _secret_names,
-                   cpu1 - cpu0, thread1 - thread0, None if wait0 is None or wait1 is None else wait1 - wait0,
+                   cpu1 - cpu0, thread1 - thread0, waited,
                    permanent, None if extra is None else thread1 - thread0 + extra,
                    None if native is None else min(native, thread1 - thread0))
 
