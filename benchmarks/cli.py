@@ -173,7 +173,7 @@ class Bench:
                                    s.throughput_repeats, name)
                     if "efficiency" in s.measures:
                         for case in cases:
-                            self._case("efficiency", f"{name} {case.key}", Efficiency(engine, s, case), 1, name)
+                            self._case("efficiency", f"{name} {case.key}", Efficiency(engine, s, case), s.efficiency_rounds, name)
                     if "refresh" in s.measures:
                         graph, why = refinery_graph()
                         if graph is None:
@@ -222,7 +222,9 @@ def _sorted_efficiency(rows: list[dict], runners: tuple[str, ...]) -> list[dict]
               help="CP-SAT time limit per efficiency case (default 10 s; quick 2 s).")
 @click.option("--cases", metavar="LIST",
               help="Efficiency cases as NAME@CONC, comma-separated (default: every family and trace at 2, 4, 8).")
-def bench(quick, only, runners, json_path, check, solver_time_limit, cases):
+@click.option("--efficiency-rounds", type=click.IntRange(min=1), metavar="N",
+              help="critpath's refreshes per efficiency case; the median counts (default 3; quick 1).")
+def bench(quick, only, runners, json_path, check, solver_time_limit, cases, efficiency_rounds):
     """Benchmarks: critpath beside Prefect-native task runners and the raw engines."""
     from rich.console import Console
 
@@ -235,6 +237,8 @@ def bench(quick, only, runners, json_path, check, solver_time_limit, cases):
     settings.runners = _choices("--runners", runners, RUNNERS) or settings.runners
     if solver_time_limit:
         settings.solver_time_limit_s = solver_time_limit
+    if efficiency_rounds:
+        settings.efficiency_rounds = efficiency_rounds
     if cases:
         from orchestrator.planning.errors import CritpathError
 
