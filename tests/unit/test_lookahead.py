@@ -405,15 +405,22 @@ def test_the_round_trip_is_learnt_from_services_sent_the_usual_way_only():
     assert d._hop == pytest.approx(before + HOP_WEIGHT * (0.0 - before))
 
 
+def chain_beside_shorts(b_seconds: float, order: list[str]) -> SlotRunner:
+    """a -> c (the long chain) beside four ready b's of ``b_seconds`` each, on one slot with a
+    round trip of 50 ms (``FixedHop``), run to the end in ``order``: the runner."""
+    g = Graph([Service("a", duration=0.01), Service("c", after=("a",), duration=10.0)]
+              + [Service(f"b{k}", duration=b_seconds) for k in range(4)])
+    runner = SlotRunner(1)
+    d = FixedHop(make_plan(g, 1), runner, max_concurrency=1)
+    drive(d, runner, order)
+    return runner
+
+
 def test_work_within_a_round_trip_goes_ahead_of_a_more_critical_service_about_to_be_ready():
     # a -> c is the long chain; the b's are ready and outranked by c (ready when a ends). Their
     # 4 ms queued behind a end long before c, sent when a's end is heard, could reach the slot
     # (a round trip, 50 ms): they go, and c is queued behind the last of them
-    g = Graph([Service("a", duration=0.01), Service("c", after=("a",), duration=10.0)]
-              + [Service(f"b{k}", duration=0.001) for k in range(4)])
-    runner = SlotRunner(1)
-    d = FixedHop(make_plan(g, 1), runner, max_concurrency=1)
-    drive(d, runner, ["a", "b0", "b1", "b2", "b3", "c"])
+    runner = chain_beside_shorts(0.001, ["a", "b0", "b1", "b2", "b3", "c"])
     assert runner.started == ["a#1", "b0#1", "b1#1", "b2#1", "b3#1", "c#1"]
     assert runner.behind == {"b0#1": "a#1", "b1#1": "b0#1", "b2#1": "b1#1", "b3#1": "b2#1", "c#1": "b3#1"}
 
@@ -421,11 +428,7 @@ def test_work_within_a_round_trip_goes_ahead_of_a_more_critical_service_about_to
 def test_no_more_than_a_round_trip_of_work_goes_ahead_of_a_more_critical_service_about_to_be_ready():
     # as above with b's of 20 ms: two fit in the round trip (50 ms), a third would keep c waiting,
     # so c takes the slot after the two, and the other b's follow it
-    g = Graph([Service("a", duration=0.01), Service("c", after=("a",), duration=10.0)]
-              + [Service(f"b{k}", duration=0.02) for k in range(4)])
-    runner = SlotRunner(1)
-    d = FixedHop(make_plan(g, 1), runner, max_concurrency=1)
-    drive(d, runner, ["a", "b0", "b1", "c", "b2", "b3"])
+    runner = chain_beside_shorts(0.02, ["a", "b0", "b1", "c", "b2", "b3"])
     assert runner.started == ["a#1", "b0#1", "b1#1", "c#1", "b2#1", "b3#1"]
     assert runner.behind["b0#1"] == "a#1" and runner.behind["b1#1"] == "b0#1"
     assert runner.behind["c#1"] == "b1#1" and runner.behind["b2#1"] == "c#1"  # a line behind c
